@@ -1,0 +1,5 @@
+"""`python -m walletd` runs the command line."""
+
+from walletd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""create_app: the only place that wires settings, sources, middlewares and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from walletd.appkeys import HISTORY, LIFECYCLE, SETTINGS, SOURCE, STREAMS
+from walletd.boundary import error_boundary, request_context, response_headers
+from walletd.config import ConfigError, Settings
+from walletd.errors import ServerShutdown
+from walletd.health import health, ready
+from walletd.lifecycle import Lifecycle, Phase
+from walletd.registry import StreamRegistry
+from walletd.stream import stream_handler
+from walletd.trades.demo import DemoSource
+from walletd.trades.history import HistoryCache
+from walletd.trades.source import TradeSource
+
+log = logging.getLogger(__name__)
+
+STREAM_ROUTE = "/v4/wallet/{address}/stream"
+
+
+def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.Application:
+    """The walletd application. `source` overrides the one the settings select (tests)."""
+    app = web.Application(
+        middlewares=[
+            request_context,  # 1. request id and log context, so every line below has them
+            error_boundary,  # 2. renders WalletdError once; everything inside may just raise
+            # 3. auth (who is calling) and 4. rate_limit (needs the key) go here.
+        ],
+        handler_args={"max_line_size": 8192, "max_field_size": 8192},
+    )
+    app[SETTINGS] = settings
+    app[LIFECYCLE] = Lifecycle()
+    app[STREAMS] = StreamRegistry()
+    app[SOURCE] = source if source is not None else _select_source(settings)
+    app[HISTORY] = HistoryCache(
+        app[SOURCE], ttl_s=settings.cache_ttl_s, max_trades=settings.cache_max_trades
+    )
+    app.cleanup_ctx.append(_close_sources(owns_source=source is None))
+    app.on_startup.append(_mark_ready)
+    app.on_shutdown.append(_drain_streams)
+    app.on_response_prepare.append(response_headers)
+    app.router.add_get(STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
+    app.router.add_get("/health", health, name="health")
+    app.router.add_get("/ready", ready, name="ready")
+    return app
+
+
+def _select_source(settings: Settings) -> TradeSource:
+    if settings.helius_key:
+        raise ConfigError(["HELIUS_KEY is set, but this build has only the demo source"])
+    return DemoSource(latency_s=settings.demo_latency_ms / 1000)
+
+
+def _close_sources(*, owns_source: bool):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[HISTORY].close()
+        if owns_source:
+            await app[SOURCE].close()
+
+    return ctx
+
+
+async def _mark_ready(app: web.Application) -> None:
+    app[LIFECYCLE].phase = Phase.READY
+
+
+async def _drain_streams(app: web.Application) -> None:
+    """Before aiohttp cancels handlers: tell every open stream how to resume, then wait."""
+    app[LIFECYCLE].phase = Phase.DRAINING
+    streams = app[STREAMS]
+    if len(streams):
+        log.info("draining_streams", extra={"open_streams": len(streams)})
+        streams.stop_all(ServerShutdown())
+        if not await streams.wait_empty(app[SETTINGS].shutdown_grace_s):
+            log.warning("drain_timeout", extra={"open_streams": len(streams)})

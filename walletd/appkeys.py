@@ -1,0 +1,18 @@
+"""Every typed application and request key; nothing else."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from walletd.config import Settings
+from walletd.lifecycle import Lifecycle
+from walletd.registry import StreamRegistry
+from walletd.trades.history import HistoryCache
+from walletd.trades.source import TradeSource
+
+SETTINGS = web.AppKey("settings", Settings)
+SOURCE = web.AppKey("source", TradeSource)
+HISTORY = web.AppKey("history", HistoryCache)
+STREAMS = web.AppKey("streams", StreamRegistry)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,105 @@
+"""Request context and error boundary middlewares, and the headers every response carries."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from walletd.appkeys import REQUEST_ID, SETTINGS
+from walletd.errors import (
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+    WalletdError,
+)
+from walletd.logs import request_id_var
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Adopt a safe client `X-Request-ID` or make one; every log line below carries it."""
+    given = request.headers.get("X-Request-ID", "")
+    request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    token = request_id_var.set(request_id)
+    try:
+        return await handler(request)
+    finally:
+        request_id_var.reset(token)
+
+
+@web.middleware
+async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error as SPEC §2 JSON; nothing internal reaches the client.
+
+    Streams render their own failures as `error` events once prepared; an exception
+    escaping a prepared response can only be logged.
+    """
+    try:
+        return await handler(request)
+    except WalletdError as exc:
+        return error_response(request, exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are not errors
+        resp = error_response(request, _from_http(exc))
+        if "Allow" in exc.headers:
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
+    except Exception:
+        log.exception("unhandled_error", extra={"path": request.path})
+        return error_response(request, InternalError())
+
+
+def _from_http(exc: web.HTTPException) -> WalletdError:
+    if exc.status == 404:
+        return NotFound(exc.reason)
+    if exc.status == 405:
+        return MethodNotAllowed(exc.reason)
+    if exc.status in (413, 414, 431):
+        return RequestTooLarge(exc.reason)
+    log.warning("unmapped_http_error", extra={"status": exc.status})
+    return InternalError(f"HTTP {exc.status}")
+
+
+def error_response(request: web.Request, exc: WalletdError) -> web.Response:
+    if exc.status >= 500:
+        log.error("request_failed", extra={"code": exc.code, "detail": str(exc)})
+    resp = web.json_response(exc.body(request.get(REQUEST_ID)), status=exc.status)
+    if exc.retry_after is not None:
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    if exc.code == "AUTH_REQUIRED":
+        resp.headers["WWW-Authenticate"] = "Bearer"
+    return resp
+
+
+async def response_headers(request: web.Request, resp: web.StreamResponse) -> None:
+    """on_response_prepare: headers a stream would lose if set after the handler."""
+    for name, value in SECURITY_HEADERS.items():
+        resp.headers.setdefault(name, value)
+    if request.app[SETTINGS].is_production:
+        resp.headers.setdefault("Strict-Transport-Security", HSTS)
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        resp.headers["X-Request-ID"] = request_id

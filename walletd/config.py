@@ -1,0 +1,169 @@
+"""Settings: one frozen object built from the environment, validated all at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+ENVIRONMENTS = ("development", "production", "test")
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(Exception):
+    """The environment does not describe a runnable walletd; lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of SPEC §6 that this build uses; defaults are the SPEC's."""
+
+    env: str = "development"
+    debug: bool = False
+    host: str = "0.0.0.0"
+    port: int = 8080
+    log_level: str = "INFO"
+    log_format: str = "json"
+    # Stream protocol (SPEC §1, §5)
+    sse_retry_ms: int = 3000
+    sse_batch_size: int = 100
+    sse_progress_throttle_s: float = 0.5
+    sse_keepalive_interval_s: float = 15.0
+    sse_max_stream_duration_s: float = 600.0
+    max_wallet_trades: int = 20000
+    shutdown_grace_s: float = 10.0
+    # Upstream and demo source (SPEC §4)
+    helius_key: str | None = field(default=None, repr=False)
+    demo_latency_ms: int = 0
+    cache_ttl_s: float = 60.0
+    cache_max_trades: int = 200_000
+    # Feature flags (SPEC §6)
+    feature_progress_events: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: the process environment).
+
+        Raises ConfigError naming every invalid variable, never just the first.
+        """
+        reader = EnvReader(os.environ if env is None else env)
+        settings = cls(
+            env=reader.choice("ENV", "development", ENVIRONMENTS),
+            debug=reader.flag("DEBUG", False),
+            host=reader.text("HOST", "0.0.0.0"),
+            port=reader.integer("PORT", 8080, lo=0, hi=65535),
+            log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+            log_format=reader.choice("LOG_FORMAT", "json", LOG_FORMATS),
+            sse_retry_ms=reader.integer("SSE_RETRY_MS", 3000, lo=0, hi=3_600_000),
+            sse_batch_size=reader.integer("SSE_BATCH_SIZE", 100, lo=1, hi=1000),
+            sse_progress_throttle_s=reader.number("SSE_PROGRESS_THROTTLE", 0.5, lo=0, hi=60),
+            sse_keepalive_interval_s=reader.number("SSE_KEEPALIVE_INTERVAL", 15, lo=0.01, hi=3600),
+            sse_max_stream_duration_s=reader.number(
+                "SSE_MAX_STREAM_DURATION", 600, lo=0.01, hi=86_400
+            ),
+            max_wallet_trades=reader.integer("MAX_WALLET_TRADES", 20000, lo=1, hi=10_000_000),
+            shutdown_grace_s=reader.number("SHUTDOWN_GRACE", 10, lo=0, hi=3600),
+            helius_key=reader.optional_text("HELIUS_KEY"),
+            demo_latency_ms=reader.integer("DEMO_LATENCY_MS", 0, lo=0, hi=3_600_000),
+            cache_ttl_s=reader.number("CACHE_TTL", 60, lo=0, hi=86_400),
+            cache_max_trades=reader.integer("CACHE_MAX_TRADES", 200_000, lo=0, hi=100_000_000),
+            feature_progress_events=reader.flag("FEATURE_PROGRESS_EVENTS", True),
+        )
+        reader.raise_if_problems()
+        return settings
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a dict with every secret masked, for printing and logs."""
+        out = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if not f.repr and out[f.name] is not None:
+                out[f.name] = "***"
+        return out
+
+
+class EnvReader:
+    """Typed access to an environment mapping that records problems instead of raising."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.problems: list[str] = []
+
+    def _get(self, name: str, default: T, convert: Callable[[str], T]) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return convert(raw.strip())
+        except ValueError as exc:
+            self.problems.append(f"{name}={raw!r}: {exc}")
+            return default
+
+    def text(self, name: str, default: str) -> str:
+        return self._get(name, default, lambda raw: raw)
+
+    def optional_text(self, name: str) -> str | None:
+        return self._get(name, None, lambda raw: raw)
+
+    def choice(
+        self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False
+    ) -> str:
+        def convert(raw: str) -> str:
+            value = raw.upper() if upper else raw.lower()
+            if value not in options:
+                raise ValueError(f"expected one of {', '.join(options)}")
+            return value
+
+        return self._get(name, default, convert)
+
+    def flag(self, name: str, default: bool) -> bool:
+        def convert(raw: str) -> bool:
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+
+        return self._get(name, default, convert)
+
+    def integer(self, name: str, default: int, *, lo: int, hi: int) -> int:
+        def convert(raw: str) -> int:
+            try:
+                value = int(raw, 10)
+            except ValueError:
+                raise ValueError("expected an integer") from None
+            if not lo <= value <= hi:
+                raise ValueError(f"expected {lo}..{hi}")
+            return value
+
+        return self._get(name, default, convert)
+
+    def number(self, name: str, default: float, *, lo: float, hi: float) -> float:
+        def convert(raw: str) -> float:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError("expected a number") from None
+            if not lo <= value <= hi:  # also rejects nan
+                raise ValueError(f"expected {lo:g}..{hi:g}")
+            return value
+
+        return self._get(name, default, convert)
+
+    def raise_if_problems(self) -> None:
+        if self.problems:
+            raise ConfigError(self.problems)

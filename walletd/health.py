@@ -1,0 +1,25 @@
+"""GET /health (liveness) and GET /ready (readiness)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from walletd.appkeys import LIFECYCLE
+from walletd.lifecycle import Phase
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 while the event loop runs: answering at all is the signal."""
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """503 while starting or draining, so a load balancer sends no new streams here.
+
+    `reasons` lists degradations that keep the instance serving (SPEC §1).
+    """
+    phase = request.app[LIFECYCLE].phase
+    if phase is not Phase.READY:
+        return web.json_response({"status": phase.value, "reasons": []}, status=503)
+    reasons: list[str] = []
+    return web.json_response({"status": "degraded" if reasons else "ok", "reasons": reasons})

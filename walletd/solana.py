@@ -1,0 +1,31 @@
+"""Solana identifiers: base58 addresses (32 bytes) and transaction signatures (64 bytes)."""
+
+from __future__ import annotations
+
+import base58
+
+WSOL_MINT = "So11111111111111111111111111111111111111112"
+USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+USDT_MINT = "Es9vMFrzaCERmJrHF5Zxjh5v7sPn6iL2F9YmJ5a2AB8u"
+LAMPORTS_PER_SOL = 1_000_000_000
+SOL_DECIMALS = 9
+
+_ALPHABET = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+# base58 of n bytes is at most ceil(n * log(256) / log(58)) characters.
+_MAX_LEN = {32: 44, 64: 88}
+
+
+def _decodes_to(text: str, size: int) -> bool:
+    if not 0 < len(text) <= _MAX_LEN[size] or not _ALPHABET.issuperset(text):
+        return False
+    return len(base58.b58decode(text)) == size
+
+
+def is_address(text: str) -> bool:
+    """True when `text` is base58 that decodes to exactly 32 bytes (a public key)."""
+    return _decodes_to(text, 32)
+
+
+def is_signature(text: str) -> bool:
+    """True when `text` is base58 that decodes to exactly 64 bytes (a transaction signature)."""
+    return _decodes_to(text, 64)

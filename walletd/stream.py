@@ -1,0 +1,301 @@
+"""GET /v4/wallet/{address}/stream: validate, prepare, stream the history, finish.
+
+Everything is checked before `prepare()`, so bad input gets an HTTP error; after it,
+failures become one `error` event (SPEC §2) and the server closes the stream. Every
+byte of a stream leaves through `WalletStream._write`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from walletd import sse
+from walletd.appkeys import HISTORY, LIFECYCLE, REQUEST_ID, SETTINGS, STREAMS
+from walletd.config import Settings
+from walletd.errors import (
+    InternalError,
+    InvalidEventId,
+    InvalidParameter,
+    InvalidWallet,
+    ServiceUnavailable,
+    StreamTimeout,
+    WalletdError,
+    WalletNotFound,
+)
+from walletd.solana import is_address, is_signature
+from walletd.summary import TradeSummary
+from walletd.trades.history import Recording, ScannedPage, ScannedTrade
+
+log = logging.getLogger(__name__)
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_FINAL_WRITE_TIMEOUT_S = 5.0
+
+
+def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | None, int]:
+    """(wallet, resume cursor, limit) of a stream request; raises the SPEC §2 400s."""
+    wallet = request.match_info["address"]
+    if not is_address(wallet):
+        raise InvalidWallet(f"bad address {wallet[:64]!r}")
+    query = request.query
+    for name in ("limit", "before"):
+        if len(query.getall(name, [])) > 1:
+            raise InvalidParameter(f"repeated {name}", message=f"'{name}' given more than once")
+    limit = settings.max_wallet_trades
+    raw_limit = query.get("limit")
+    if raw_limit is not None:
+        if not _DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= limit:
+            raise InvalidParameter(
+                f"bad limit {raw_limit[:32]!r}",
+                message=f"'limit' must be an integer from 1 to {settings.max_wallet_trades}",
+            )
+        limit = int(raw_limit)
+    # Last-Event-ID wins over `before`: it is the newer state (a browser reconnecting).
+    cursor = request.headers.get("Last-Event-ID") or query.get("before") or None
+    if cursor is not None and not is_signature(cursor):
+        raise InvalidEventId(f"bad cursor {cursor[:100]!r}")
+    return wallet, cursor, limit
+
+
+async def stream_handler(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[SETTINGS]
+    wallet, cursor, limit = stream_params(request, settings)
+    if not app[LIFECYCLE].accepting:
+        raise ServiceUnavailable(
+            "draining",
+            retry_after=1,
+            message="The server is shutting down; retry on another instance",
+        )
+    # Seam: the per-key stream slot (TOO_MANY_STREAMS) is acquired here, before
+    # prepare(), and released in the `finally` below on every way a stream ends.
+    stream = WalletStream(request, wallet, cursor, limit)
+    registry = app[STREAMS]
+    registry.add(stream)
+    try:
+        await stream.run()
+    finally:
+        registry.discard(stream)
+    return stream.response
+
+
+class WalletStream:
+    """One client's stream: small per-stream state, the protocol of SPEC §1."""
+
+    __slots__ = (
+        "_stop_reason",
+        "_task",
+        "batches",
+        "bytes_sent",
+        "cursor",
+        "events",
+        "last_event_id",
+        "last_write",
+        "limit",
+        "request",
+        "response",
+        "scanned",
+        "settings",
+        "started",
+        "stream_id",
+        "summary",
+        "trades_sent",
+        "wallet",
+    )
+
+    def __init__(self, request: web.Request, wallet: str, cursor: str | None, limit: int) -> None:
+        self.request = request
+        self.settings = request.app[SETTINGS]
+        self.wallet = wallet
+        self.cursor = cursor
+        self.limit = limit
+        self.stream_id = str(uuid.uuid4())
+        self.response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                "X-Stream-ID": self.stream_id,
+            }
+        )
+        self.started = time.monotonic()
+        self.last_write = self.started
+        self.last_event_id = cursor
+        self.events = self.bytes_sent = self.trades_sent = self.scanned = self.batches = 0
+        self.summary = TradeSummary()
+        self._stop_reason: WalletdError | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def stop(self, reason: WalletdError) -> None:
+        """End this stream from outside (shutdown, revocation, reaper) with `reason`."""
+        if self._stop_reason is None and self._task is not None:
+            self._stop_reason = reason
+            self._task.cancel()
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        await self.response.prepare(self.request)
+        await self._write(sse.retry_frame(self.settings.sse_retry_ms), event=False)
+        await self._event(
+            "connected",
+            {
+                "stream_id": self.stream_id,
+                "wallet": self.wallet,
+                "resumed_from": self.cursor,
+                "timestamp": int(time.time()),
+            },
+        )
+        log.info("stream_started", extra=self._log_fields())
+        end_reason = "complete"
+        try:
+            try:
+                async with asyncio.timeout(self.settings.sse_max_stream_duration_s) as deadline:
+                    truncated = await self._stream_history()
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                raise StreamTimeout(f"after {self.settings.sse_max_stream_duration_s}s") from None
+            await self._event(
+                "complete",
+                {
+                    "trades_found": self.trades_sent,
+                    "signatures_scanned": self.scanned,
+                    "duration_s": round(time.monotonic() - self.started, 3),
+                    "truncated": truncated,
+                    "summary": self.summary.to_dict(),
+                },
+            )
+        except asyncio.CancelledError:
+            reason = self._stop_reason
+            if reason is None:  # the client left (handler cancelled) or the server is stopping
+                end_reason = "client_closed"
+                raise
+            self._task.uncancel()  # type: ignore[union-attr]
+            end_reason = await self._fail(reason)
+        except ConnectionResetError:
+            end_reason = "client_closed"
+        except WalletdError as exc:
+            end_reason = await self._fail(exc)
+        except Exception as exc:
+            log.exception("stream_failed", extra=self._log_fields())
+            end_reason = await self._fail(InternalError(repr(exc)))
+        finally:
+            log.info(
+                "stream_finished",
+                extra={
+                    **self._log_fields(),
+                    "end_reason": end_reason,
+                    "events": self.events,
+                    "trades": self.trades_sent,
+                    "bytes": self.bytes_sent,
+                    "duration_s": round(time.monotonic() - self.started, 3),
+                },
+            )
+
+    async def _stream_history(self) -> bool:
+        """Send the history as `trades` batches; True when `limit` cut it short."""
+        settings = self.settings
+        batch: list[ScannedTrade] = []
+        last_progress = 0.0
+        async with self.request.app[HISTORY].open(self.wallet, self.cursor) as recording:
+            if settings.feature_progress_events:
+                await self._progress("fetching", "Fetching transaction history")
+                last_progress = time.monotonic()
+            index = 0
+            while (page := await self._next_page(recording, index)) is not None:
+                index += 1
+                for item in page.trades:
+                    batch.append(item)
+                    if self.trades_sent + len(batch) == self.limit:
+                        self.scanned += item.position + 1
+                        await self._send_trades(batch)
+                        return True
+                    if len(batch) == settings.sse_batch_size:
+                        await self._send_trades(batch)
+                        batch = []
+                self.scanned += page.scanned
+                await self._send_trades(batch)
+                batch = []
+                now = time.monotonic()
+                if (
+                    settings.feature_progress_events
+                    and now - last_progress >= settings.sse_progress_throttle_s
+                ):
+                    await self._progress("scanning", f"Scanned {self.scanned} transactions")
+                    last_progress = now
+        if self.scanned == 0 and self.cursor is None:
+            raise WalletNotFound(self.wallet)
+        return False
+
+    async def _next_page(self, recording: Recording, index: int) -> ScannedPage | None:
+        """The next page, sending heartbeats while the source is slow."""
+        page = recording.peek(index)
+        if page is not None:
+            return page
+        while True:
+            idle_for = self.last_write + self.settings.sse_keepalive_interval_s - time.monotonic()
+            try:
+                async with asyncio.timeout(max(idle_for, 0)) as idle:
+                    return await recording.page(index)
+            except TimeoutError:
+                if not idle.expired():
+                    raise
+            await self._event("heartbeat", {"timestamp": int(time.time())})
+
+    async def _send_trades(self, batch: list[ScannedTrade]) -> None:
+        if not batch:
+            return
+        self.batches += 1
+        self.trades_sent += len(batch)
+        for item in batch:
+            self.summary.add(item.trade)
+        last = batch[-1].trade.signature
+        await self._write(
+            sse.trades_frame((item.json for item in batch), last, self.batches, self.trades_sent)
+        )
+        self.last_event_id = last
+
+    async def _progress(self, step: str, message: str) -> None:
+        await self._event(
+            "progress",
+            {
+                "step": step,
+                "message": message,
+                "signatures_scanned": self.scanned,
+                "trades_found": self.trades_sent,
+            },
+        )
+
+    async def _event(self, name: str, data: dict[str, Any]) -> None:
+        await self._write(sse.event_frame(name, data))
+
+    async def _write(self, frame: bytes, *, event: bool = True) -> None:
+        await self.response.write(frame)
+        self.last_write = time.monotonic()
+        self.bytes_sent += len(frame)
+        self.events += event
+
+    async def _fail(self, exc: WalletdError) -> str:
+        """Send `exc` as the final `error` event (best effort); returns the end reason."""
+        if exc.status >= 500 and not exc.resumable:
+            log.error("stream_error", extra={**self._log_fields(), "detail": str(exc)})
+        data = exc.body(self.request.get(REQUEST_ID))
+        data["stream_id"] = self.stream_id
+        if exc.resumable:
+            data["last_event_id"] = self.last_event_id
+        try:
+            async with asyncio.timeout(_FINAL_WRITE_TIMEOUT_S):
+                await self._event("error", data)
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return f"error:{exc.code}"
+
+    def _log_fields(self) -> dict[str, Any]:
+        return {"stream_id": self.stream_id, "wallet": self.wallet}

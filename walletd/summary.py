@@ -1,0 +1,45 @@
+"""The `complete` event's summary of the trades one connection sent (SPEC §1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from walletd.solana import SOL_DECIMALS, WSOL_MINT
+from walletd.trades.model import Trade, format_units
+
+
+class TradeSummary:
+    """Running totals over the trades sent; O(distinct mints) memory."""
+
+    __slots__ = ("actions", "first_at", "last_at", "mints", "volume_lamports")
+
+    def __init__(self) -> None:
+        self.mints: set[str] = set()
+        self.actions = {"buy": 0, "sell": 0, "swap": 0}
+        self.first_at: int | None = None
+        self.last_at: int | None = None
+        self.volume_lamports = 0
+
+    def add(self, trade: Trade) -> None:
+        self.mints.add(trade.token_in.mint)
+        self.mints.add(trade.token_out.mint)
+        self.actions[trade.action] += 1
+        if trade.timestamp is not None:
+            if self.first_at is None or trade.timestamp < self.first_at:
+                self.first_at = trade.timestamp
+            if self.last_at is None or trade.timestamp > self.last_at:
+                self.last_at = trade.timestamp
+        for leg in (trade.token_in, trade.token_out):
+            if leg.mint == WSOL_MINT:
+                self.volume_lamports += leg.raw
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unique_tokens": len(self.mints),
+            "buys": self.actions["buy"],
+            "sells": self.actions["sell"],
+            "swaps": self.actions["swap"],
+            "first_trade_at": self.first_at,
+            "last_trade_at": self.last_at,
+            "volume_sol": format_units(self.volume_lamports, SOL_DECIMALS),
+        }

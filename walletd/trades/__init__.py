@@ -1,0 +1,1 @@
+"""Trades: the model, the Helius parser, and the sources that feed streams."""

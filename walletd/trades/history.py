@@ -1,0 +1,190 @@
+"""Shared, cached histories: parse and encode each page once for every stream of a wallet.
+
+A Recording turns a source's pages into ScannedPages (trades parsed and JSON-encoded)
+on demand: the reader at the frontier triggers the next fetch, every other reader of
+the same wallet waits for that same fetch, and each reads at its own pace by index.
+A reader that leaves never cancels a fetch others wait for (the fetch is shielded).
+HistoryCache keeps recordings for CACHE_TTL after their last use, bounded by the
+number of trades held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from walletd.errors import ServiceUnavailable
+from walletd.sse import encode_json
+from walletd.trades.model import Trade
+from walletd.trades.parse import parse_transaction
+from walletd.trades.source import TradeSource, TxPage
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedTrade:
+    trade: Trade
+    json: bytes  # the trade object, encoded once for every stream
+    position: int  # index of its transaction within the page
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedPage:
+    scanned: int  # transactions examined
+    trades: tuple[ScannedTrade, ...]
+
+
+def scan_page(page: TxPage, wallet: str, seen: set[str]) -> ScannedPage:
+    """Parse and encode one page; `seen` keeps one trade per signature across pages."""
+    trades = []
+    for position, tx in enumerate(page.transactions):
+        trade = parse_transaction(tx, wallet)
+        if trade is None or trade.signature in seen:
+            continue
+        seen.add(trade.signature)
+        trades.append(ScannedTrade(trade, encode_json(trade.to_dict()), position))
+    return ScannedPage(len(page.transactions), tuple(trades))
+
+
+class Recording:
+    """One wallet's history from one cursor, fetched on demand and shared by readers."""
+
+    def __init__(self, pages: AsyncIterator[TxPage], wallet: str, now: float) -> None:
+        self._pages = pages
+        self._wallet = wallet
+        self._scanned: list[ScannedPage] = []
+        self._seen: set[str] = set()
+        self._fetch: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self.done = False
+        self.trade_count = 0
+        self.readers = 0
+        self.last_used = now
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def peek(self, index: int) -> ScannedPage | None:
+        """The `index`-th page if it is already scanned, without waiting."""
+        return self._scanned[index] if index < len(self._scanned) else None
+
+    async def page(self, index: int) -> ScannedPage | None:
+        """The `index`-th scanned page, fetching it if needed; None past the end.
+
+        Raises what the source raised. Cancelling the caller leaves the fetch running
+        for the other readers.
+        """
+        while True:
+            if index < len(self._scanned):
+                return self._scanned[index]
+            if self._error is not None:
+                raise self._error
+            if self.done:
+                return None
+            if self._fetch is None:
+                self._fetch = asyncio.create_task(self._fetch_next(), name="history-fetch")
+            try:
+                await asyncio.shield(self._fetch)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this reader is cancelled; the fetch goes on for the others
+                # else the fetch itself was cancelled (close()): _error says so
+
+    async def _fetch_next(self) -> None:
+        try:
+            page = await anext(self._pages)
+        except StopAsyncIteration:
+            self.done = True
+        except asyncio.CancelledError:
+            self._error = ServiceUnavailable("history fetch cancelled", retry_after=1)
+            raise
+        except Exception as exc:  # handed to every reader by page()
+            self._error = exc
+        else:
+            scanned = scan_page(page, self._wallet, self._seen)
+            self._scanned.append(scanned)
+            self.trade_count += len(scanned.trades)
+        finally:
+            self._fetch = None
+
+    async def close(self) -> None:
+        """Cancel any fetch and stop the source; call only when no reader is left."""
+        fetch = self._fetch
+        if fetch is not None:
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+        self.done = True
+        with contextlib.suppress(Exception):
+            await self._pages.aclose()  # type: ignore[attr-defined]
+
+
+class HistoryCache:
+    """Recordings by (wallet, cursor): live ones shared, finished ones kept for `ttl_s`."""
+
+    def __init__(
+        self,
+        source: TradeSource,
+        *,
+        ttl_s: float,
+        max_trades: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._max_trades = max_trades
+        self._clock = clock
+        self._recordings: OrderedDict[tuple[str, str | None], Recording] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._recordings)
+
+    @contextlib.asynccontextmanager
+    async def open(self, wallet: str, before: str | None) -> AsyncIterator[Recording]:
+        """A recording of `wallet`'s history strictly older than `before`, held while in use."""
+        self._expire()
+        key = (wallet, before)
+        recording = self._recordings.get(key)
+        if recording is None or recording.failed:
+            recording = Recording(self._source.pages(wallet, before), wallet, self._clock())
+            self._recordings[key] = recording
+        self._recordings.move_to_end(key)
+        recording.readers += 1
+        try:
+            yield recording
+        finally:
+            recording.readers -= 1
+            recording.last_used = self._clock()
+            if recording.failed and self._recordings.get(key) is recording:
+                del self._recordings[key]  # never serve a failure from the cache
+            self._expire()
+
+    def _expire(self) -> None:
+        now = self._clock()
+        total = sum(r.trade_count for r in self._recordings.values())
+        for key, recording in list(self._recordings.items()):  # oldest use first
+            if recording.readers:
+                continue
+            if total > self._max_trades or now - recording.last_used >= self._ttl_s:
+                del self._recordings[key]
+                total -= recording.trade_count
+                self._close_later(recording)
+
+    def _close_later(self, recording: Recording) -> None:
+        task = asyncio.get_running_loop().create_task(recording.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        recordings = list(self._recordings.values())
+        self._recordings.clear()
+        for recording in recordings:
+            await recording.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

@@ -1,0 +1,257 @@
+"""Helius enhanced transaction -> Trade, from the wallet's net balance changes (SPEC §4).
+
+The wallet's net change per asset decides everything: what went down was sold, what
+went up was bought, route tokens net to zero (which collapses multi-hop swaps), and
+`type` and `events.swap` are not trusted (real swaps arrive typed UNKNOWN or TRANSFER;
+`events.swap` is missing on most PUMP_AMM/METEORA swaps and describes only the last hop
+of two-hop RAYDIUM routes). Amounts are integers of base units, never floats.
+
+Upstream JSON is untrusted: every accessor checks types, and `parse_transaction` returns
+None rather than raise on anything it cannot read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from walletd.solana import SOL_DECIMALS, USDC_MINT, USDT_MINT, WSOL_MINT
+from walletd.trades.model import TokenAmount, Trade, rank
+
+log = logging.getLogger(__name__)
+
+DUST_LAMPORTS = 10_000
+KNOWN_DECIMALS = {WSOL_MINT: SOL_DECIMALS, USDC_MINT: 6, USDT_MINT: 6}
+_INTEGER = re.compile(r"-?[0-9]{1,60}")
+_MAX_DECIMALS = 30
+
+
+class _Ledger:
+    """Net change per asset: lamports for SOL (native and wrapped), base units for tokens."""
+
+    __slots__ = ("decimals", "lamports", "tokens")
+
+    def __init__(self) -> None:
+        self.lamports = 0
+        self.tokens: dict[str, int] = {}
+        self.decimals: dict[str, int] = {}
+
+    def add_token(self, mint: str, raw: int, decimals: int) -> None:
+        self.tokens[mint] = self.tokens.get(mint, 0) + raw
+        self.decimals[mint] = decimals
+
+    def legs(self) -> list[TokenAmount]:
+        """Non-zero changes that count as trade legs: no SOL dust, no NFTs."""
+        out = []
+        if abs(self.lamports) > DUST_LAMPORTS:
+            out.append(TokenAmount(WSOL_MINT, self.lamports, SOL_DECIMALS))
+        for mint, raw in self.tokens.items():
+            decimals = self.decimals[mint]
+            if raw == 0 or (decimals == 0 and abs(raw) == 1):  # nothing, or an NFT moving
+                continue
+            out.append(TokenAmount(mint, raw, decimals))
+        return out
+
+
+def parse_transaction(tx: object, wallet: str) -> Trade | None:
+    """The trade `tx` is for `wallet`, or None (not a swap, failed, unreadable).
+
+    Never raises: upstream data that does not fit is logged at debug level and skipped.
+    """
+    try:
+        return _parse(tx, wallet)
+    except (ArithmeticError, ValueError, TypeError, RecursionError):  # last-resort net
+        log.debug("unparseable_transaction", exc_info=True)
+        return None
+
+
+def _parse(tx: object, wallet: str) -> Trade | None:
+    if not isinstance(tx, Mapping) or not isinstance(wallet, str):
+        return None
+    signature = _text(tx.get("signature"))
+    if signature is None or tx.get("transactionError") is not None:
+        return None
+    fee = _integer(tx.get("fee"))
+    wallet_paid_fee = fee is not None and fee >= 0 and tx.get("feePayer") == wallet
+    account_data = tx.get("accountData")
+    if isinstance(account_data, list) and account_data:
+        ledger = _from_account_data(account_data, _dicts(tx.get("nativeTransfers")), wallet)
+        if wallet_paid_fee:
+            ledger.lamports += fee or 0  # the network fee is not part of the trade
+    else:
+        ledger = _from_transfers(
+            _dicts(tx.get("tokenTransfers")), _dicts(tx.get("nativeTransfers")), wallet
+        )
+    legs = ledger.legs()
+    gave = _pick(leg for leg in legs if leg.raw < 0)
+    got = _pick(leg for leg in legs if leg.raw > 0)
+    if gave is None or got is None:
+        return None
+    trade = Trade(
+        signature=signature,
+        slot=_integer(tx.get("slot")),
+        timestamp=_integer(tx.get("timestamp")),
+        dex=_text(tx.get("source")),
+        token_in=TokenAmount(gave.mint, -gave.raw, gave.decimals),
+        token_out=got,
+        fee_lamports=fee if wallet_paid_fee else None,
+    )
+    _cross_check(tx, wallet, trade)
+    return trade
+
+
+def _from_account_data(
+    account_data: list[Any], native_transfers: list[Mapping[str, Any]], wallet: str
+) -> _Ledger:
+    """Balances from `accountData`, the authoritative per-account deltas.
+
+    SOL is the wallet's lamports plus those of its own token accounts: that counts wrapped
+    SOL, and makes the rent of a token account the wallet opens or closes net to zero.
+    """
+    ledger = _Ledger()
+    own: set[str] = set()
+    for entry in _dicts(account_data):
+        for change in _dicts(entry.get("tokenBalanceChanges")):
+            if change.get("userAccount") != wallet:
+                continue
+            mint, raw_amount = _text(change.get("mint")), change.get("rawTokenAmount")
+            if mint is None or not isinstance(raw_amount, Mapping):
+                continue
+            raw, decimals = (
+                _integer(raw_amount.get("tokenAmount")),
+                _integer(raw_amount.get("decimals")),
+            )
+            if raw is None or decimals is None or not 0 <= decimals <= _MAX_DECIMALS:
+                continue
+            account = _text(entry.get("account")) or _text(change.get("tokenAccount"))
+            if account is not None:
+                own.add(account)
+            if mint != WSOL_MINT:  # wrapped SOL is counted through the account's lamports
+                ledger.add_token(mint, raw, decimals)
+    funded_by_others = {
+        t.get("toUserAccount")
+        for t in native_transfers
+        if t.get("toUserAccount") in own and t.get("fromUserAccount") != wallet
+    }
+    for entry in _dicts(account_data):
+        account = entry.get("account")
+        lamports = _integer(entry.get("nativeBalanceChange"))
+        if lamports is None:
+            continue
+        if account == wallet or (account in own and account not in funded_by_others):
+            ledger.lamports += lamports
+    return ledger
+
+
+def _from_transfers(
+    token_transfers: list[Mapping[str, Any]],
+    native_transfers: list[Mapping[str, Any]],
+    wallet: str,
+) -> _Ledger:
+    """Balances from transfer lists, for records that carry no `accountData`.
+
+    Transfer amounts are JSON floats: each is taken as the exact decimal its text shows.
+    Token decimals are then unknown for non-quote mints; the most fractional digits seen
+    is used (a lower bound).
+    """
+    ui: dict[str, Decimal] = {}
+    digits: dict[str, int] = {}
+    own: set[str] = set()
+    for transfer in token_transfers:
+        mint, amount = _text(transfer.get("mint")), _ui_amount(transfer.get("tokenAmount"))
+        if mint is None or amount is None:
+            continue
+        sign = 0
+        if transfer.get("fromUserAccount") == wallet:
+            sign -= 1
+            own.add(str(transfer.get("fromTokenAccount")))
+        if transfer.get("toUserAccount") == wallet:
+            sign += 1
+            own.add(str(transfer.get("toTokenAccount")))
+        if sign:
+            ui[mint] = ui.get(mint, Decimal(0)) + sign * amount
+            exponent = amount.as_tuple().exponent
+            places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+            digits[mint] = max(digits.get(mint, 0), places)
+    ledger = _Ledger()
+    for transfer in native_transfers:
+        lamports = _integer(transfer.get("amount"))
+        if lamports is None:
+            continue
+        source, target = transfer.get("fromUserAccount"), transfer.get("toUserAccount")
+        if source == wallet and target not in own:  # wrapping into its own account is no trade
+            ledger.lamports -= lamports
+        if target == wallet and source not in own:
+            ledger.lamports += lamports
+    for mint, amount in ui.items():
+        decimals = KNOWN_DECIMALS.get(mint, digits[mint])
+        if decimals > _MAX_DECIMALS:
+            continue
+        raw = int(amount.scaleb(decimals))
+        if mint == WSOL_MINT:
+            ledger.lamports += raw
+        else:
+            ledger.add_token(mint, raw, decimals)
+    return ledger
+
+
+def _pick(legs: Iterable[TokenAmount]) -> TokenAmount | None:
+    """The leg that represents one side: highest quote rank, then the largest amount."""
+    return max(legs, key=lambda leg: (rank(leg.mint), abs(leg.raw)), default=None)
+
+
+def _cross_check(tx: Mapping[str, Any], wallet: str, trade: Trade) -> None:
+    """Log when `events.swap` says SOL moved the other way: a hint, never a correction."""
+    events = tx.get("events")
+    swap = events.get("swap") if isinstance(events, Mapping) else None
+    if not isinstance(swap, Mapping):
+        return
+    native_in, native_out = swap.get("nativeInput"), swap.get("nativeOutput")
+    says_sold_sol = isinstance(native_in, Mapping) and native_in.get("account") == wallet
+    says_bought_sol = isinstance(native_out, Mapping) and native_out.get("account") == wallet
+    if (says_sold_sol and trade.token_out.mint == WSOL_MINT) or (
+        says_bought_sol and trade.token_in.mint == WSOL_MINT
+    ):
+        log.debug("swap_event_disagrees", extra={"signature": trade.signature})
+
+
+def _dicts(value: object) -> list[Mapping[str, Any]]:
+    """The mappings in a list; a lone mapping counts as a list of one (seen upstream)."""
+    if isinstance(value, Mapping):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, Mapping)]
+    return []
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _integer(value: object) -> int | None:
+    """An exact integer from a JSON int or an integer string; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    return None
+
+
+def _ui_amount(value: object) -> Decimal | None:
+    """A non-negative finite decimal from a JSON number or numeric string."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0 or abs(amount.adjusted()) > 40:
+        return None
+    return amount
