@@ -37,18 +37,31 @@ def serve(aiohttp_client: Any) -> ServeFn:
     return start
 
 
+HELIUS_SAMPLES = (
+    "walletdoctor_3JoVBiQE_debug.json",
+    "walletdoctor_transaction_format_analysis.json",
+    "walletdoctor_pump_transaction_data.json",
+    "helius_docs_webhook_enhanced_nft_sale.json",
+    "helius_docs_parse_transactions_transfer.json",
+)
+
+
 @pytest.fixture(scope="session")
-def helius_samples() -> Path:
+def helius_dir() -> Path:
     """../shared/data/helius beside the checkout (or under $WALLETD_SHARED_DIR).
 
     Absent in a user's own checkout: those tests skip. In CI it must exist: they fail.
     """
-    shared = os.environ.get("WALLETD_SHARED_DIR")
-    root = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
-    folder = root / "data" / "helius"
-    if not folder.is_dir():
-        message = f"real Helius samples not found at {folder} (set WALLETD_SHARED_DIR)"
-        if os.environ.get("CI") == "true":
+    override = os.environ.get("WALLETD_SHARED_DIR")
+    shared = Path(override) if override else Path(__file__).resolve().parents[1].parent / "shared"
+    folder = shared / "data" / "helius"
+    missing = [name for name in HELIUS_SAMPLES if not (folder / name).is_file()]
+    if missing:
+        message = (
+            f"Helius sample data not found: {folder} lacks {', '.join(missing)} "
+            "(set WALLETD_SHARED_DIR to the shared/ folder that holds data/helius/)"
+        )
+        if os.environ.get("CI", "").strip().lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     return folder

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,32 +28,6 @@ PUMP = "walletdoctor_pump_transaction_data.json"
 NFT_SALE = "helius_docs_webhook_enhanced_nft_sale.json"
 DOCS_TRANSFER = "helius_docs_parse_transactions_transfer.json"
 SAMPLE_FILES = (DEBUG, ANALYSIS, PUMP, NFT_SALE, DOCS_TRANSFER)
-
-
-# --------------------------------------------------------------------------- data location
-
-
-def _shared_dir() -> Path:
-    override = os.environ.get("WALLETD_SHARED_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared"
-
-
-@pytest.fixture(scope="session")
-def helius_dir() -> Path:
-    """The folder of real Helius samples; skipped when absent, except under CI where it fails."""
-    folder = _shared_dir() / "data" / "helius"
-    missing = [name for name in SAMPLE_FILES if not (folder / name).is_file()]
-    if missing:
-        message = (
-            f"Helius sample data not found: {folder} lacks {', '.join(missing)} "
-            "(set WALLETD_SHARED_DIR to the shared/ folder that holds data/helius/)"
-        )
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
 
 
 def _load(folder: Path, name: str) -> Any:

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from walletd.appkeys import HISTORY, LIFECYCLE, SETTINGS, SOURCE, STREAMS
-from walletd.boundary import error_boundary, request_context, response_headers
+from walletd.boundary import (
+    PARSER_LIMITS,
+    error_boundary,
+    request_context,
+    request_limits,
+    response_headers,
+)
 from walletd.config import ConfigError, Settings
 from walletd.errors import ServerShutdown
 from walletd.health import health, ready
@@ -21,7 +27,8 @@ from walletd.trades.source import TradeSource
 
 log = logging.getLogger(__name__)
 
-STREAM_ROUTE = "/v4/wallet/{address}/stream"
+# `[^/]*` lets an empty address reach the handler and get INVALID_WALLET, not NOT_FOUND.
+STREAM_ROUTE = "/v4/wallet/{address:[^/]*}/stream"
 
 
 def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.Application:
@@ -30,9 +37,10 @@ def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.
         middlewares=[
             request_context,  # 1. request id and log context, so every line below has them
             error_boundary,  # 2. renders WalletdError once; everything inside may just raise
-            # 3. auth (who is calling) and 4. rate_limit (needs the key) go here.
+            request_limits,  # 3. oversized request lines and headers, before any work
+            # 4. auth (who is calling) and 5. rate_limit (needs the key) go here.
         ],
-        handler_args={"max_line_size": 8192, "max_field_size": 8192},
+        handler_args=PARSER_LIMITS,
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()

@@ -14,6 +14,7 @@ from walletd.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
+    RequestLineTooLarge,
     RequestTooLarge,
     WalletdError,
 )
@@ -23,6 +24,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# SPEC §5 limits. aiohttp's own parser limits sit above these (PARSER_LIMITS) so that
+# requests between the two get our typed JSON error instead of aiohttp's plain 400.
+MAX_LINE_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -70,6 +76,22 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("unhandled_error", extra={"path": request.path})
         return error_response(request, InternalError())
+
+
+@web.middleware
+async def request_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse request lines over 8 KB (414) and header lines over 8 KB or 32 KB in all (431)."""
+    if len(request.method) + len(request.raw_path) + 10 > MAX_LINE_BYTES:
+        raise RequestLineTooLarge(f"request line of {len(request.raw_path)} bytes")
+    total = 0
+    for name, value in request.raw_headers:
+        line = len(name) + len(value) + 4
+        if line > MAX_LINE_BYTES:
+            raise RequestTooLarge(f"header line of {line} bytes")
+        total += line
+    if total > MAX_HEADER_BYTES:
+        raise RequestTooLarge(f"{total} bytes of headers")
+    return await handler(request)
 
 
 def _from_http(exc: web.HTTPException) -> WalletdError:

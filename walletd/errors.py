@@ -110,4 +110,8 @@ class MethodNotAllowed(WalletdError):
 
 
 class RequestTooLarge(WalletdError):
-    code, status, public_message = "REQUEST_TOO_LARGE", 431, "Request line or headers too large"
+    code, status, public_message = "REQUEST_TOO_LARGE", 431, "Request headers too large"
+
+
+class RequestLineTooLarge(RequestTooLarge):
+    status, public_message = 414, "Request line too large"
