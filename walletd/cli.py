@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -12,12 +14,15 @@ from aiohttp import web
 
 from walletd import __version__
 from walletd.app import create_app
+from walletd.appkeys import STREAMS
 from walletd.config import ConfigError, Settings
+from walletd.logs import configure_logging
 
 log = logging.getLogger("walletd")
 
 # Exit statuses: systemd's Restart=on-failure should not loop on a bad configuration.
 EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the listen address could not be bound
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
-    from walletd.logs import configure_logging
-
     configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
@@ -55,15 +58,35 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         return EXIT_CONFIG
     host = host or settings.host
     port = settings.port if port is None else port
-    log.info("server_starting", extra={"host": host, "port": port, "version": __version__})
-    web.run_app(
+    try:
+        asyncio.run(_serve(app, host, port, settings))
+    except OSError as exc:
+        log.critical("bind_failed", extra={"host": host, "port": port, "error": str(exc)})
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+async def _serve(app: web.Application, host: str, port: int, settings: Settings) -> None:
+    """Bind, announce, wait for SIGTERM/SIGINT, then drain (on_shutdown) and stop."""
+    runner = web.AppRunner(
         app,
-        host=host,
-        port=port,
         # Streams end with SERVER_SHUTDOWN in on_shutdown; this only bounds stragglers.
         shutdown_timeout=settings.shutdown_grace_s,
         handler_cancellation=True,  # a client that leaves cancels its handler at once
-        print=None,
         access_log=logging.getLogger("walletd.access"),
     )
-    return 0
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = [f"{a[0]}:{a[1]}" for a in runner.addresses]
+        log.info("server_started", extra={"listen": bound, "version": __version__})
+        await stop.wait()
+        log.info("server_stopping", extra={"open_streams": len(app[STREAMS])})
+    finally:
+        await runner.cleanup()
+        log.info("server_stopped")

@@ -1,0 +1,160 @@
+"""The `walletd` command as a real process: serve, drain on SIGTERM, check-config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import WALLET
+from sse_client import read_events
+
+from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc, self.port = proc, port
+        self.logs: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def log_line(self, message: str) -> dict[str, Any]:
+        """Read stdout until a JSON log line with this message (the process's own signal)."""
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(20):
+            while line := await self.proc.stdout.readline():
+                record = json.loads(line)
+                self.logs.append(record)
+                if record["message"] == message:
+                    return record
+        raise AssertionError(f"process ended before logging {message}")
+
+
+async def start(**env: str) -> Server:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "walletd",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={**os.environ, "LOG_FORMAT": "json", **env},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    server = Server(proc, port)
+    await server.log_line("server_started")
+    return server
+
+
+@pytest.fixture
+async def server_factory() -> AsyncIterator[Any]:
+    started: list[Server] = []
+
+    async def factory(**env: str) -> Server:
+        started.append(await start(**env))
+        return started[-1]
+
+    yield factory
+    for server in started:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+
+
+async def test_serve_streams_the_demo_wallet(server_factory):
+    server = await server_factory()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/health") as resp:
+            assert await resp.json() == {"status": "ok"}
+        async with http.get(f"{server.url}/v4/wallet/{WALLET}/stream") as resp:
+            events = await read_events(resp)
+    assert events[0].name == "connected" and events[-1].name == "complete"
+    server.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+
+
+async def test_sigterm_drains_open_streams_with_server_shutdown(server_factory):
+    # The source never answers, so the streams stay open on heartbeats.
+    server = await server_factory(DEMO_LATENCY_MS="600000", SHUTDOWN_GRACE="5")
+    async with aiohttp.ClientSession() as http:
+        responses = [await http.get(f"{server.url}/v4/wallet/{WALLET}/stream") for _ in range(3)]
+        for resp in responses:
+            assert (await read_events(resp, 2))[0].name == "connected"
+        server.proc.send_signal(signal.SIGTERM)
+        for resp in responses:
+            final = (await read_events(resp))[-1]
+            assert final.name == "error"
+            assert final.data["code"] == "SERVER_SHUTDOWN"
+            assert final.data["last_event_id"] is None
+    assert await asyncio.wait_for(server.proc.wait(), 5) == 0
+    await server.log_line("server_stopped")
+    finished = [r for r in server.logs if r["message"] == "stream_finished"]
+    assert [r["end_reason"] for r in finished] == ["error:SERVER_SHUTDOWN"] * 3
+
+
+async def test_serve_exits_distinctly_when_the_port_is_taken(server_factory):
+    server = await server_factory()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "walletd",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert await asyncio.wait_for(proc.wait(), 20) == EXIT_UNAVAILABLE
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "walletd",
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_check_config_prints_settings_with_secrets_masked():
+    code, out, _ = await run_cli(
+        "check-config", env={"HELIUS_KEY": "hk-very-secret", "PORT": "9001"}
+    )
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["port"] == 9001 and printed["helius_key"] == "***"
+    assert "hk-very-secret" not in out
+
+
+async def test_bad_configuration_exits_with_config_status_listing_every_problem():
+    code, _, err = await run_cli("check-config", env={"PORT": "x", "SSE_BATCH_SIZE": "0"})
+    assert code == EXIT_CONFIG
+    assert "PORT" in err and "SSE_BATCH_SIZE" in err
+    code, _, _ = await run_cli("serve", env={"PORT": "x"})
+    assert code == EXIT_CONFIG

@@ -1,0 +1,77 @@
+"""Settings.from_env: SPEC defaults, typed parsing, every problem listed at once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from walletd.config import ConfigError, Settings
+
+
+def test_defaults_are_the_specs():
+    s = Settings.from_env({})
+    assert (s.port, s.sse_retry_ms, s.sse_batch_size) == (8080, 3000, 100)
+    assert (s.sse_progress_throttle_s, s.sse_keepalive_interval_s) == (0.5, 15.0)
+    assert (s.sse_max_stream_duration_s, s.max_wallet_trades) == (600.0, 20000)
+    assert (s.shutdown_grace_s, s.cache_ttl_s, s.demo_latency_ms) == (10.0, 60.0, 0)
+    assert s.env == "development" and s.feature_progress_events and not s.debug
+
+
+def test_values_are_parsed_by_type():
+    s = Settings.from_env(
+        {
+            "PORT": "9000",
+            "SSE_KEEPALIVE_INTERVAL": "2.5",
+            "DEBUG": "yes",
+            "LOG_LEVEL": "debug",
+            "FEATURE_PROGRESS_EVENTS": "off",
+            "ENV": "Production",
+            "HOST": " 127.0.0.1 ",
+        }
+    )
+    assert s.port == 9000 and s.sse_keepalive_interval_s == 2.5 and s.debug
+    assert s.log_level == "DEBUG" and not s.feature_progress_events
+    assert s.env == "production" and s.is_production and s.host == "127.0.0.1"
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            {
+                "PORT": "http",
+                "SSE_BATCH_SIZE": "0",
+                "DEBUG": "maybe",
+                "LOG_FORMAT": "xml",
+                "SSE_KEEPALIVE_INTERVAL": "nan",
+                "MAX_WALLET_TRADES": "-5",
+            }
+        )
+    problems = caught.value.problems
+    names = [p.split("=")[0] for p in problems]
+    assert names == [
+        "DEBUG",
+        "PORT",
+        "LOG_FORMAT",
+        "SSE_BATCH_SIZE",
+        "SSE_KEEPALIVE_INTERVAL",
+        "MAX_WALLET_TRADES",
+    ]
+    assert "expected an integer" in problems[1]
+    assert all(name in str(caught.value) for name in names)
+
+
+def test_empty_values_mean_default():
+    assert Settings.from_env({"PORT": "", "DEBUG": "  "}).port == 8080
+
+
+def test_settings_are_immutable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings.from_env({}).port = 1  # type: ignore[misc]
+
+
+def test_masked_hides_secrets_and_repr_never_shows_them():
+    s = Settings.from_env({"HELIUS_KEY": "helius-secret-value"})
+    assert s.masked()["helius_key"] == "***"
+    assert "helius-secret-value" not in repr(s)
+    assert Settings.from_env({}).masked()["helius_key"] is None

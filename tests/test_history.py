@@ -1,0 +1,114 @@
+"""HistoryCache and Recording: shared fetches, TTL, bounds, failures, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import WALLET
+from fakes import ListSource, demo_pages
+
+from walletd.errors import DataFetchError
+from walletd.trades.history import HistoryCache
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def pages():
+    return await demo_pages(WALLET, page_size=20)
+
+
+async def read_all(cache: HistoryCache, wallet: str = WALLET) -> list:
+    out = []
+    async with cache.open(wallet, None) as recording:
+        index = 0
+        while (page := await recording.page(index)) is not None:
+            out.append(page)
+            index += 1
+    return out
+
+
+async def test_finished_history_is_served_from_cache_until_ttl(pages):
+    source, clock = ListSource.from_pages(pages), FakeClock()
+    cache = HistoryCache(source, ttl_s=60, max_trades=10**6, clock=clock)
+    first = await read_all(cache)
+    clock.now += 59
+    assert await read_all(cache) == first
+    assert len(source.calls) == 1
+    clock.now += 61
+    await read_all(cache)
+    assert len(source.calls) == 2
+    await cache.close()
+
+
+async def test_cache_is_bounded_by_trades(pages):
+    source = ListSource.from_pages(pages)
+    cache = HistoryCache(source, ttl_s=3600, max_trades=1, clock=FakeClock())
+    await read_all(cache)
+    await read_all(cache)  # the first recording was over the bound once unused
+    assert len(source.calls) == 2
+    assert len(cache) <= 1
+    await cache.close()
+
+
+async def test_trades_are_encoded_once_and_unique_per_signature(pages):
+    duplicated = [pages[0].transactions, pages[0].transactions, pages[1].transactions]
+    cache = HistoryCache(ListSource(duplicated), ttl_s=60, max_trades=10**6)
+    scanned = await read_all(cache)
+    signatures = [t.trade.signature for p in scanned for t in p.trades]
+    assert len(signatures) == len(set(signatures))
+    assert scanned[1].trades == ()  # the repeated page adds nothing
+    assert scanned[1].scanned == len(pages[0].transactions)
+    await cache.close()
+
+
+async def test_failure_reaches_every_reader_and_is_not_cached(pages):
+    gate = asyncio.Event()
+    source = ListSource.from_pages(pages, gates={0: gate}, fail_at={0: DataFetchError("boom")})
+    cache = HistoryCache(source, ttl_s=60, max_trades=10**6)
+    readers = [asyncio.create_task(read_all(cache)) for _ in range(3)]
+    await source.waiting.wait()
+    gate.set()
+    results = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(r, DataFetchError) for r in results)
+    assert len(source.calls) == 1
+    source.fail_at.clear()
+    assert await read_all(cache)
+    assert len(source.calls) == 2
+    await cache.close()
+
+
+async def test_cancelled_reader_does_not_cancel_the_shared_fetch(pages):
+    gate = asyncio.Event()
+    source = ListSource.from_pages(pages, gates={0: gate})
+    cache = HistoryCache(source, ttl_s=60, max_trades=10**6)
+    leaving = asyncio.create_task(read_all(cache))
+    staying = asyncio.create_task(read_all(cache))
+    await source.waiting.wait()
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    gate.set()
+    assert len(await staying) == len(pages)
+    assert source.served == len(pages)
+    await cache.close()
+
+
+async def test_close_cancels_a_fetch_nobody_waits_for(pages):
+    source = ListSource.from_pages(pages, gates={0: asyncio.Event()})  # never opens
+    cache = HistoryCache(source, ttl_s=60, max_trades=10**6)
+    reader = asyncio.create_task(read_all(cache))
+    await source.waiting.wait()
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await asyncio.wait_for(cache.close(), 5)
+    assert len(cache) == 0
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "history-fetch"] == []
