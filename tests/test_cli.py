@@ -46,19 +46,21 @@ class Server:
         raise AssertionError(f"process ended before logging {message}")
 
 
+def walletd(*args: str, env: dict[str, str], **kwargs: Any) -> Any:
+    """`python -m walletd ARGS` as a child process (a coroutine giving the Process)."""
+    return asyncio.create_subprocess_exec(
+        sys.executable, "-m", "walletd", *args, env={**os.environ, **env}, **kwargs
+    )
+
+
+def serve_args(port: int) -> tuple[str, ...]:
+    return ("serve", "--host", "127.0.0.1", "--port", str(port))
+
+
 async def start(**env: str) -> Server:
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "walletd",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env={**os.environ, "LOG_FORMAT": "json", **env},
-        stdout=asyncio.subprocess.PIPE,
+    proc = await walletd(
+        *serve_args(port), env={"LOG_FORMAT": "json", **env}, stdout=asyncio.subprocess.PIPE
     )
     server = Server(proc, port)
     await server.log_line("server_started")
@@ -109,33 +111,21 @@ async def test_sigterm_drains_open_streams_with_server_shutdown(server_factory):
     await server.log_line("server_stopped")
     finished = [r for r in server.logs if r["message"] == "stream_finished"]
     assert [r["end_reason"] for r in finished] == ["error:SERVER_SHUTDOWN"] * 3
+    for record in server.logs:
+        assert {"timestamp", "level", "logger", "message", "request_id"} <= set(record)
+    for record in finished:
+        assert record["request_id"] and record["stream_id"] and record["wallet"] == WALLET
 
 
 async def test_serve_exits_distinctly_when_the_port_is_taken(server_factory):
     server = await server_factory()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "walletd",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(server.port),
-        stdout=asyncio.subprocess.DEVNULL,
-    )
+    proc = await walletd(*serve_args(server.port), env={}, stdout=asyncio.subprocess.DEVNULL)
     assert await asyncio.wait_for(proc.wait(), 20) == EXIT_UNAVAILABLE
 
 
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "walletd",
-        *args,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    proc = await walletd(
+        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode is not None

@@ -16,7 +16,7 @@ from walletd import __version__
 from walletd.app import create_app
 from walletd.appkeys import STREAMS
 from walletd.config import ConfigError, Settings
-from walletd.logs import configure_logging
+from walletd.logs import AccessLogger, configure_logging
 
 log = logging.getLogger("walletd")
 
@@ -74,6 +74,7 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
         shutdown_timeout=settings.shutdown_grace_s,
         handler_cancellation=True,  # a client that leaves cancels its handler at once
         access_log=logging.getLogger("walletd.access"),
+        access_log_class=AccessLogger,
     )
     await runner.setup()
     stop = asyncio.Event()

@@ -6,7 +6,11 @@ import contextvars
 import logging
 import sys
 
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, Request, StreamResponse
 from pythonjsonlogger.json import JsonFormatter
+
+from walletd.appkeys import REQUEST_ID
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -43,3 +47,26 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One `http_request` line per request, with its correlation id.
+
+    The path is logged without its query string: query values may carry credentials.
+    """
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        resource = request.match_info.route.resource if isinstance(request, Request) else None
+        self.logger.info(
+            "http_request",
+            extra={
+                "request_id": request.get(REQUEST_ID),
+                "method": request.method,
+                "path": request.path,
+                "route": resource.canonical if resource is not None else None,
+                "status": response.status,
+                "bytes": response.body_length,
+                "duration_ms": round(time * 1000, 3),
+                "client_ip": request.remote,
+            },
+        )
