@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -200,34 +201,37 @@ class WalletStream:
             )
 
     async def _stream_history(self) -> bool:
-        """Send the history as `trades` batches; True when `limit` cut it short."""
+        """Send the history as `trades` batches; True when `limit` cut it short.
+
+        Work here is per page and per batch, not per trade: pages arrive parsed,
+        encoded and summarised once for every stream of the wallet.
+        """
         settings = self.settings
-        batch: list[ScannedTrade] = []
+        size = settings.sse_batch_size
+        progress = settings.feature_progress_events
         last_progress = 0.0
         async with self.request.app[HISTORY].open(self.wallet, self.cursor) as recording:
-            if settings.feature_progress_events:
+            if progress:
                 await self._progress("fetching", "Fetching transaction history")
                 last_progress = time.monotonic()
             index = 0
             while (page := await self._next_page(recording, index)) is not None:
                 index += 1
-                for item in page.trades:
-                    batch.append(item)
-                    if self.trades_sent + len(batch) == self.limit:
-                        self.scanned += item.position + 1
-                        await self._send_trades(batch)
-                        return True
-                    if len(batch) == settings.sse_batch_size:
-                        await self._send_trades(batch)
-                        batch = []
+                trades, room = page.trades, self.limit - self.trades_sent
+                if len(trades) >= room:  # the limit ends the stream inside this page
+                    trades = trades[:room]
+                    for item in trades:
+                        self.summary.add(item.trade)
+                    self.scanned += trades[-1].position + 1
+                    for start in range(0, room, size):
+                        await self._send_trades(trades[start : start + size])
+                    return True
+                self.summary.merge(page.summary)
                 self.scanned += page.scanned
-                await self._send_trades(batch)
-                batch = []
+                for start in range(0, len(trades), size):
+                    await self._send_trades(trades[start : start + size])
                 now = time.monotonic()
-                if (
-                    settings.feature_progress_events
-                    and now - last_progress >= settings.sse_progress_throttle_s
-                ):
+                if progress and now - last_progress >= settings.sse_progress_throttle_s:
                     await self._progress("scanning", f"Scanned {self.scanned} transactions")
                     last_progress = now
         if self.scanned == 0 and self.cursor is None:
@@ -249,13 +253,9 @@ class WalletStream:
                     raise
             await self._event("heartbeat", {"timestamp": int(time.time())})
 
-    async def _send_trades(self, batch: list[ScannedTrade]) -> None:
-        if not batch:
-            return
+    async def _send_trades(self, batch: Sequence[ScannedTrade]) -> None:
         self.batches += 1
         self.trades_sent += len(batch)
-        for item in batch:
-            self.summary.add(item.trade)
         last = batch[-1].trade.signature
         await self._write(
             sse.trades_frame((item.json for item in batch), last, self.batches, self.trades_sent)

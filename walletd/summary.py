@@ -33,6 +33,17 @@ class TradeSummary:
             if leg.mint == WSOL_MINT:
                 self.volume_lamports += leg.raw
 
+    def merge(self, other: TradeSummary) -> None:
+        """Add the totals of `other` (a whole page's summary, computed once per history)."""
+        self.mints |= other.mints
+        for action, count in other.actions.items():
+            self.actions[action] += count
+        if other.first_at is not None and (self.first_at is None or other.first_at < self.first_at):
+            self.first_at = other.first_at
+        if other.last_at is not None and (self.last_at is None or other.last_at > self.last_at):
+            self.last_at = other.last_at
+        self.volume_lamports += other.volume_lamports
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "unique_tokens": len(self.mints),

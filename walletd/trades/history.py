@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from walletd.errors import ServiceUnavailable
 from walletd.sse import encode_json
+from walletd.summary import TradeSummary
 from walletd.trades.model import Trade
 from walletd.trades.parse import parse_transaction
 from walletd.trades.source import TradeSource, TxPage
@@ -35,18 +36,21 @@ class ScannedTrade:
 class ScannedPage:
     scanned: int  # transactions examined
     trades: tuple[ScannedTrade, ...]
+    summary: TradeSummary  # of all `trades`: streams sending the whole page merge it
 
 
 def scan_page(page: TxPage, wallet: str, seen: set[str]) -> ScannedPage:
     """Parse and encode one page; `seen` keeps one trade per signature across pages."""
     trades = []
+    summary = TradeSummary()
     for position, tx in enumerate(page.transactions):
         trade = parse_transaction(tx, wallet)
         if trade is None or trade.signature in seen:
             continue
         seen.add(trade.signature)
+        summary.add(trade)
         trades.append(ScannedTrade(trade, encode_json(trade.to_dict()), position))
-    return ScannedPage(len(page.transactions), tuple(trades))
+    return ScannedPage(len(page.transactions), tuple(trades), summary)
 
 
 class Recording:
