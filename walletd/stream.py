@@ -141,28 +141,31 @@ class WalletStream:
             self._task.cancel()
 
     async def run(self) -> None:
+        """Stream until complete, failed, stopped or the client leaves; never raises
+        except CancelledError when the client left (aiohttp cancels the handler)."""
         self._task = asyncio.current_task()
-        await self.response.prepare(self.request)
-        await self._write(sse.retry_frame(self.settings.sse_retry_ms), event=False)
-        await self._event(
-            "connected",
-            {
-                "stream_id": self.stream_id,
-                "wallet": self.wallet,
-                "resumed_from": self.cursor,
-                "timestamp": int(time.time()),
-            },
-        )
-        log.info("stream_started", extra=self._log_fields())
         end_reason = "complete"
         try:
+            await self.response.prepare(self.request)
+            await self._write(sse.retry_frame(self.settings.sse_retry_ms), event=False)
+            await self._event(
+                "connected",
+                {
+                    "stream_id": self.stream_id,
+                    "wallet": self.wallet,
+                    "resumed_from": self.cursor,
+                    "timestamp": int(time.time()),
+                },
+            )
+            log.info("stream_started", extra=self._log_fields())
+            max_duration = self.settings.sse_max_stream_duration_s
             try:
-                async with asyncio.timeout(self.settings.sse_max_stream_duration_s) as deadline:
+                async with asyncio.timeout(max_duration) as deadline:
                     truncated = await self._stream_history()
             except TimeoutError:
                 if not deadline.expired():
                     raise
-                raise StreamTimeout(f"after {self.settings.sse_max_stream_duration_s}s") from None
+                raise StreamTimeout(f"after {max_duration}s") from None
             await self._event(
                 "complete",
                 {
@@ -283,7 +286,13 @@ class WalletStream:
         self.events += event
 
     async def _fail(self, exc: WalletdError) -> str:
-        """Send `exc` as the final `error` event (best effort); returns the end reason."""
+        """Send `exc` as the final `error` event (best effort); returns the end reason.
+
+        Before the response is prepared there is no stream yet: `exc` is re-raised for
+        the error boundary to render as JSON.
+        """
+        if not self.response.prepared:
+            raise exc
         if exc.status >= 500 and not exc.resumable:
             log.error("stream_error", extra={**self._log_fields(), "detail": str(exc)})
         data = exc.body(self.request.get(REQUEST_ID))
