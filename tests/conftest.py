@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from walletd.app import create_app
 from walletd.config import Settings
+from walletd.logs import AccessLogger
 from walletd.trades.source import TradeSource
 
 # A demo wallet with a history of 111 transactions (see walletd.trades.demo).
@@ -26,12 +27,13 @@ def make_settings(**env: Any) -> Settings:
 
 
 @pytest.fixture
-def serve(aiohttp_client: Any) -> ServeFn:
+def serve(aiohttp_server: Any, aiohttp_client: Any) -> ServeFn:
     """Start walletd on a real socket: `client = await serve(SSE_BATCH_SIZE=7, source=...)`."""
 
     async def start(source: TradeSource | None = None, **env: Any) -> TestClient[Any, Any]:
         app = create_app(make_settings(**env), source=source)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
+        server = await aiohttp_server(app, access_log_class=AccessLogger)
+        client: TestClient[Any, Any] = await aiohttp_client(server)
         return client
 
     return start

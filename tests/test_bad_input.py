@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 from conftest import WALLET
 
@@ -145,3 +148,25 @@ async def test_unknown_query_parameters_are_ignored(serve):
     resp = await client.get(f"/v4/wallet/{WALLET}/stream", params={"limit": "1", "utm": "x"})
     assert resp.status == 200
     await resp.read()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"FOO\x01 / HTTP/1.1\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\r\n\r\n"],
+)
+async def test_unparseable_request_is_a_clean_400_and_one_access_line(serve, caplog, raw):
+    caplog.set_level(logging.INFO)
+    client = await serve()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(raw)
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.") and b" 400 " in head
+    await client.close()  # flushes the access log
+    # aiohttp.server reports protocol errors itself; our access logging must not fail.
+    ours = [r for r in caplog.records if not r.name.startswith("aiohttp.server")]
+    assert [r for r in ours if r.levelno >= logging.ERROR] == []
+    assert not any(r.exc_info and r.exc_info[0] is AssertionError for r in caplog.records)
+    lines = [r for r in caplog.records if r.getMessage() == "http_request"]
+    assert len(lines) == 1 and lines[0].status == 400 and lines[0].route is None

@@ -112,3 +112,43 @@ async def test_close_cancels_a_fetch_nobody_waits_for(pages):
     await asyncio.wait_for(cache.close(), 5)
     assert len(cache) == 0
     assert [t for t in asyncio.all_tasks() if t.get_name() == "history-fetch"] == []
+
+
+class Exploding(dict):
+    """A transaction whose every read fails in a way the parser does not expect."""
+
+    def get(self, key, default=None):
+        raise RuntimeError("boom")
+
+
+async def test_a_page_that_fails_to_scan_fails_the_recording_instead_of_a_gap(pages):
+    broken = [pages[0].transactions, [Exploding()], pages[2].transactions]
+    source = ListSource(broken)
+    cache = HistoryCache(source, ttl_s=60, max_trades=10**6)
+    for _ in range(2):  # never a shorter history served from the cache afterwards
+        with pytest.raises(RuntimeError):
+            await read_all(cache)
+    assert len(source.calls) == 2
+    await cache.close()
+
+
+async def test_encoded_trades_are_exact_size(pages):
+    import sys
+
+    cache = HistoryCache(ListSource.from_pages(pages), ttl_s=60, max_trades=10**6)
+    for page in await read_all(cache):
+        for item in page.trades:
+            assert sys.getsizeof(item.json) < len(item.json) + 64
+    await cache.close()
+
+
+async def test_sweep_drops_expired_histories(pages):
+    source, clock = ListSource.from_pages(pages), FakeClock()
+    cache = HistoryCache(source, ttl_s=10, max_trades=10**6, clock=clock)
+    await read_all(cache)
+    cache.sweep()
+    assert len(cache) == 1
+    clock.now += 11
+    cache.sweep()
+    assert len(cache) == 0
+    await cache.close()

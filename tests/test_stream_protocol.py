@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import pytest
 from conftest import WALLET
 from sse_client import parse
 
@@ -109,10 +110,11 @@ async def test_stream_stops_at_limit_and_says_truncated(serve):
     assert complete.data["truncated"] is True
 
 
-async def test_stream_limit_equal_to_history_is_not_short(serve):
+@pytest.mark.parametrize("extra", [0, 1, 50])
+async def test_limit_at_or_past_the_history_is_not_truncated(serve, extra):
     client = await serve()
     want, _ = await expected_trades(WALLET)
-    resp = await client.get(STREAM.format(WALLET), params={"limit": str(len(want) + 1)})
+    resp = await client.get(STREAM.format(WALLET), params={"limit": str(len(want) + extra)})
     stream = parse(await resp.read())
     assert stream.trades == want
     assert stream.events[-1].data["truncated"] is False

@@ -18,6 +18,7 @@ from walletd.boundary import (
 from walletd.config import ConfigError, Settings
 from walletd.errors import ServerShutdown
 from walletd.health import health, ready
+from walletd.housekeeping import housekeeping
 from walletd.lifecycle import Lifecycle, Phase
 from walletd.registry import StreamRegistry
 from walletd.stream import stream_handler
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.
         app[SOURCE], ttl_s=settings.cache_ttl_s, max_trades=settings.cache_max_trades
     )
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
+    app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)
     app.on_shutdown.append(_drain_streams)
     app.on_response_prepare.append(response_headers)

@@ -28,7 +28,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # requests between the two get our typed JSON error instead of aiohttp's plain 400.
 MAX_LINE_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
-PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
+# Kept low: aiohttp holds up to max_headers (128) fields of this size per request.
+PARSER_LIMITS = {"max_line_size": 16 * 1024, "max_field_size": 16 * 1024}
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

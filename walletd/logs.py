@@ -56,7 +56,10 @@ class AccessLogger(AbstractAccessLogger):
     """
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        resource = request.match_info.route.resource if isinstance(request, Request) else None
+        try:
+            resource = request.match_info.route.resource if isinstance(request, Request) else None
+        except AssertionError:  # requests aiohttp builds for unparseable input have no route
+            resource = None
         self.logger.info(
             "http_request",
             extra={

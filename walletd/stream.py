@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _FINAL_WRITE_TIMEOUT_S = 5.0
+CURSOR_CHECK_S = 2.0
 
 
 def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | None, int]:
@@ -77,14 +78,33 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
         )
     # Seam: the per-key stream slot (TOO_MANY_STREAMS) is acquired here, before
     # prepare(), and released in the `finally` below on every way a stream ends.
-    stream = WalletStream(request, wallet, cursor, limit)
-    registry = app[STREAMS]
-    registry.add(stream)
-    try:
-        await stream.run()
-    finally:
-        registry.discard(stream)
+    async with app[HISTORY].open(wallet, cursor) as recording:
+        if cursor is not None:
+            await _check_cursor(recording)
+        stream = WalletStream(request, wallet, cursor, limit)
+        registry = app[STREAMS]
+        registry.add(stream)
+        try:
+            await stream.run(recording)
+        finally:
+            registry.discard(stream)
     return stream.response
+
+
+async def _check_cursor(recording: Recording) -> None:
+    """Refuse an unknown resume cursor with HTTP 400 rather than an `error` event.
+
+    A browser reconnects after an error event with the same Last-Event-ID, forever; it
+    gives up on a 400. The first page tells; a slow source gets CURSOR_CHECK_S, after
+    which the stream starts and reports whatever the source says as an event.
+    """
+    try:
+        async with asyncio.timeout(CURSOR_CHECK_S):
+            await recording.page(0)
+    except InvalidEventId:
+        raise
+    except (TimeoutError, WalletdError):
+        pass
 
 
 class WalletStream:
@@ -140,7 +160,7 @@ class WalletStream:
             self._stop_reason = reason
             self._task.cancel()
 
-    async def run(self) -> None:
+    async def run(self, recording: Recording) -> None:
         """Stream until complete, failed, stopped or the client leaves; never raises
         except CancelledError when the client left (aiohttp cancels the handler)."""
         self._task = asyncio.current_task()
@@ -161,7 +181,7 @@ class WalletStream:
             max_duration = self.settings.sse_max_stream_duration_s
             try:
                 async with asyncio.timeout(max_duration) as deadline:
-                    truncated = await self._stream_history()
+                    truncated = await self._stream_history(recording)
             except TimeoutError:
                 if not deadline.expired():
                     raise
@@ -203,7 +223,7 @@ class WalletStream:
                 },
             )
 
-    async def _stream_history(self) -> bool:
+    async def _stream_history(self, recording: Recording) -> bool:
         """Send the history as `trades` batches; True when `limit` cut it short.
 
         Work here is per page and per batch, not per trade: pages arrive parsed,
@@ -213,32 +233,44 @@ class WalletStream:
         size = settings.sse_batch_size
         progress = settings.feature_progress_events
         last_progress = 0.0
-        async with self.request.app[HISTORY].open(self.wallet, self.cursor) as recording:
-            if progress:
-                await self._progress("fetching", "Fetching transaction history")
-                last_progress = time.monotonic()
-            index = 0
-            while (page := await self._next_page(recording, index)) is not None:
-                index += 1
-                trades, room = page.trades, self.limit - self.trades_sent
-                if len(trades) >= room:  # the limit ends the stream inside this page
-                    trades = trades[:room]
-                    for item in trades:
-                        self.summary.add(item.trade)
-                    self.scanned += trades[-1].position + 1
-                    for start in range(0, room, size):
-                        await self._send_trades(trades[start : start + size])
-                    return True
-                self.summary.merge(page.summary)
-                self.scanned += page.scanned
-                for start in range(0, len(trades), size):
-                    await self._send_trades(trades[start : start + size])
-                now = time.monotonic()
-                if progress and now - last_progress >= settings.sse_progress_throttle_s:
-                    await self._progress("scanning", f"Scanned {self.scanned} transactions")
-                    last_progress = now
+        if progress:
+            await self._progress("fetching", "Fetching transaction history")
+            last_progress = time.monotonic()
+        index = 0
+        while (page := await self._next_page(recording, index)) is not None:
+            index += 1
+            trades, room = page.trades, self.limit - self.trades_sent
+            if len(trades) >= room:  # the limit ends the stream inside this page
+                for item in trades[:room]:
+                    self.summary.add(item.trade)
+                self.scanned += trades[room - 1].position + 1
+                for start in range(0, room, size):
+                    await self._send_trades(trades[start : min(start + size, room)])
+                return len(trades) > room or await self._more_trades_after(recording, index)
+            self.summary.merge(page.summary)
+            self.scanned += page.scanned
+            for start in range(0, len(trades), size):
+                await self._send_trades(trades[start : start + size])
+            now = time.monotonic()
+            if progress and now - last_progress >= settings.sse_progress_throttle_s:
+                await self._progress("scanning", f"Scanned {self.scanned} transactions")
+                last_progress = now
         if self.scanned == 0 and self.cursor is None:
             raise WalletNotFound(self.wallet)
+        return False
+
+    async def _more_trades_after(self, recording: Recording, index: int) -> bool:
+        """Whether trades follow page `index - 1`, for `truncated`: pages already known
+        decide; else one more page is fetched (a resume would need it anyway), and a
+        history still unknown after it counts as truncated."""
+        page = await self._next_page(recording, index)
+        while page is not None:
+            if page.trades:
+                return True
+            index += 1
+            page = recording.peek(index)
+            if page is None and not recording.done:
+                return True
         return False
 
     async def _next_page(self, recording: Recording, index: int) -> ScannedPage | None:
@@ -260,10 +292,12 @@ class WalletStream:
         self.batches += 1
         self.trades_sent += len(batch)
         last = batch[-1].trade.signature
+        # Set before the write: once the frame is in the transport it is delivered or the
+        # connection is dead, so a write cut short (timeout, stop) still sent this id.
+        self.last_event_id = last
         await self._write(
             sse.trades_frame((item.json for item in batch), last, self.batches, self.trades_sent)
         )
-        self.last_event_id = last
 
     async def _progress(self, step: str, message: str) -> None:
         await self._event(

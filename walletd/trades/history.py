@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+
+import orjson
 
 from walletd.errors import ServiceUnavailable
 from walletd.sse import encode_json
@@ -23,6 +26,8 @@ from walletd.summary import TradeSummary
 from walletd.trades.model import Trade
 from walletd.trades.parse import parse_transaction
 from walletd.trades.source import TradeSource, TxPage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +52,15 @@ def scan_page(page: TxPage, wallet: str, seen: set[str]) -> ScannedPage:
         trade = parse_transaction(tx, wallet)
         if trade is None or trade.signature in seen:
             continue
+        try:
+            # An exact-size copy: orjson's result keeps a 4 KB buffer, 9x a trade's JSON.
+            encoded = bytes(memoryview(encode_json(trade.to_dict())))
+        except orjson.JSONEncodeError:
+            log.warning("unencodable_trade", extra={"position": position})
+            continue
         seen.add(trade.signature)
         summary.add(trade)
-        trades.append(ScannedTrade(trade, encode_json(trade.to_dict()), position))
+        trades.append(ScannedTrade(trade, encoded, position))
     return ScannedPage(len(page.transactions), tuple(trades), summary)
 
 
@@ -100,8 +111,11 @@ class Recording:
                 # else the fetch itself was cancelled (close()): _error says so
 
     async def _fetch_next(self) -> None:
+        """Fetch and scan the next page. Any failure fails the whole recording: a page
+        taken from the source but not recorded would be a silent gap for later readers."""
         try:
             page = await anext(self._pages)
+            scanned = scan_page(page, self._wallet, self._seen)
         except StopAsyncIteration:
             self.done = True
         except asyncio.CancelledError:
@@ -110,7 +124,6 @@ class Recording:
         except Exception as exc:  # handed to every reader by page()
             self._error = exc
         else:
-            scanned = scan_page(page, self._wallet, self._seen)
             self._scanned.append(scanned)
             self.trade_count += len(scanned.trades)
         finally:
@@ -168,6 +181,11 @@ class HistoryCache:
             if recording.failed and self._recordings.get(key) is recording:
                 del self._recordings[key]  # never serve a failure from the cache
             self._expire()
+
+    def sweep(self) -> None:
+        """Drop recordings unused for `ttl_s` or over the bound; run periodically too,
+        so memory returns when traffic stops."""
+        self._expire()
 
     def _expire(self) -> None:
         now = self._clock()

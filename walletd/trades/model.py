@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from walletd.solana import USDC_MINT, USDT_MINT, WSOL_MINT
@@ -19,7 +19,8 @@ def rank(mint: str) -> int:
 
 def format_units(raw: int, decimals: int) -> str:
     """`raw` base units as an exact plain decimal string in UI units: 1500000000, 9 -> '1.5'."""
-    value = Decimal(raw).scaleb(-decimals)
+    with localcontext(prec=200):  # exact for any amount the parser accepts
+        value = Decimal(raw).scaleb(-decimals)
     text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

@@ -92,8 +92,8 @@ def _parse(tx: object, wallet: str) -> Trade | None:
         return None
     trade = Trade(
         signature=signature,
-        slot=_integer(tx.get("slot")),
-        timestamp=_integer(tx.get("timestamp")),
+        slot=_counter(tx.get("slot")),
+        timestamp=_counter(tx.get("timestamp")),
         dex=_text(tx.get("source")),
         token_in=TokenAmount(gave.mint, -gave.raw, gave.decimals),
         token_out=got,
@@ -228,7 +228,14 @@ def _dicts(value: object) -> list[Mapping[str, Any]]:
 
 
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """An identifier (signature, mint, DEX name): non-empty ASCII, else None."""
+    return value if isinstance(value, str) and value and value.isascii() else None
+
+
+def _counter(value: object) -> int | None:
+    """A slot or unix time: an integer in 0..2**63-1, else None."""
+    number = _integer(value)
+    return number if number is not None and 0 <= number < 2**63 else None
 
 
 def _integer(value: object) -> int | None:
