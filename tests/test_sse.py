@@ -14,8 +14,8 @@ def test_event_frame_is_one_data_line_without_id():
 
 
 def test_trades_frame_carries_the_last_signature_and_valid_json():
-    trades = [orjson.dumps({"signature": s}) for s in ("a", "b")]
-    frame = sse.trades_frame(trades, "b", batch=3, total=7)
+    trades = b",".join(orjson.dumps({"signature": s}) for s in ("a", "b"))
+    frame = sse.trades_frame(memoryview(trades), "b", batch=3, total=7)
     assert frame.startswith(b"id: b\nevent: trades\n")
     event = parse(sse.retry_frame(1000) + frame).events[0]
     assert event.id == "b"

@@ -6,7 +6,6 @@ Payloads are orjson output, which never contains a raw newline, so every event i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -27,15 +26,18 @@ def event_frame(event: str, data: Any) -> bytes:
 
 
 def trades_frame(
-    encoded_trades: Iterable[bytes], last_signature: str, batch: int, total: int
+    trades_json: bytes | memoryview, last_signature: str, batch: int, total: int
 ) -> bytes:
-    """A `trades` event whose `id:` is the last trade's signature: the resume cursor."""
+    """A `trades` event whose `id:` is the last trade's signature: the resume cursor.
+
+    `trades_json` is the batch's trade objects, already encoded and comma-separated.
+    """
     return b"".join(
         (
             b"id: ",
             last_signature.encode(),
             b'\nevent: trades\ndata: {"trades":[',
-            b",".join(encoded_trades),
+            trades_json,
             b'],"batch":%d,"total":%d}\n\n' % (batch, total),
         )
     )

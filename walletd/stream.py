@@ -12,7 +12,6 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -32,7 +31,7 @@ from walletd.errors import (
 )
 from walletd.solana import is_address, is_signature
 from walletd.summary import TradeSummary
-from walletd.trades.history import Recording, ScannedPage, ScannedTrade
+from walletd.trades.history import Recording, ScannedPage
 
 log = logging.getLogger(__name__)
 
@@ -239,18 +238,18 @@ class WalletStream:
         index = 0
         while (page := await self._next_page(recording, index)) is not None:
             index += 1
-            trades, room = page.trades, self.limit - self.trades_sent
-            if len(trades) >= room:  # the limit ends the stream inside this page
-                for item in trades[:room]:
-                    self.summary.add(item.trade)
-                self.scanned += trades[room - 1].position + 1
+            count, room = len(page.trades), self.limit - self.trades_sent
+            if count >= room:  # the limit ends the stream inside this page
+                for trade in page.trades[:room]:
+                    self.summary.add(trade)
+                self.scanned += page.positions[room - 1] + 1
                 for start in range(0, room, size):
-                    await self._send_trades(trades[start : min(start + size, room)])
-                return len(trades) > room or await self._more_trades_after(recording, index)
+                    await self._send_trades(page, start, min(start + size, room))
+                return count > room or await self._more_trades_after(recording, index)
             self.summary.merge(page.summary)
             self.scanned += page.scanned
-            for start in range(0, len(trades), size):
-                await self._send_trades(trades[start : start + size])
+            for start in range(0, count, size):
+                await self._send_trades(page, start, min(start + size, count))
             now = time.monotonic()
             if progress and now - last_progress >= settings.sse_progress_throttle_s:
                 await self._progress("scanning", f"Scanned {self.scanned} transactions")
@@ -288,15 +287,16 @@ class WalletStream:
                     raise
             await self._event("heartbeat", {"timestamp": int(time.time())})
 
-    async def _send_trades(self, batch: Sequence[ScannedTrade]) -> None:
+    async def _send_trades(self, page: ScannedPage, start: int, stop: int) -> None:
+        """Send page.trades[start:stop] as one `trades` event."""
         self.batches += 1
-        self.trades_sent += len(batch)
-        last = batch[-1].trade.signature
+        self.trades_sent += stop - start
+        last = page.trades[stop - 1].signature
         # Set before the write: once the frame is in the transport it is delivered or the
         # connection is dead, so a write cut short (timeout, stop) still sent this id.
         self.last_event_id = last
         await self._write(
-            sse.trades_frame((item.json for item in batch), last, self.batches, self.trades_sent)
+            sse.trades_frame(page.body(start, stop), last, self.batches, self.trades_sent)
         )
 
     async def _progress(self, step: str, message: str) -> None:

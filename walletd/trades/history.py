@@ -3,7 +3,8 @@
 A Recording turns a source's pages into ScannedPages (trades parsed and JSON-encoded)
 on demand: the reader at the frontier triggers the next fetch, every other reader of
 the same wallet waits for that same fetch, and each reads at its own pace by index.
-A reader that leaves never cancels a fetch others wait for (the fetch is shielded).
+A reader that leaves never cancels a fetch others wait for (readers wait on their own
+futures, woken when the fetch ends).
 HistoryCache keeps recordings for CACHE_TTL after their last use, bounded by the
 number of trades held.
 """
@@ -31,37 +32,58 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ScannedTrade:
-    trade: Trade
-    json: bytes  # the trade object, encoded once for every stream
-    position: int  # index of its transaction within the page
-
-
-@dataclass(frozen=True, slots=True)
 class ScannedPage:
+    """One page of history, parsed, encoded and summarised once for every stream.
+
+    The trades' JSON objects live in one comma-separated buffer, so a batch of trades
+    is a zero-copy slice of it and a page costs one allocation, not one per trade.
+    """
+
     scanned: int  # transactions examined
-    trades: tuple[ScannedTrade, ...]
+    trades: tuple[Trade, ...]
+    positions: tuple[int, ...]  # index of each trade's transaction within the page
+    json: bytes  # b'{trade},{trade},...'
+    ends: tuple[int, ...]  # where each trade's JSON ends in `json`
     summary: TradeSummary  # of all `trades`: streams sending the whole page merge it
+
+    def body(self, start: int, stop: int) -> memoryview:
+        """The JSON of trades[start:stop], comma-separated, without copying."""
+        begin = self.ends[start - 1] + 1 if start else 0
+        return memoryview(self.json)[begin : self.ends[stop - 1]]
 
 
 def scan_page(page: TxPage, wallet: str, seen: set[str]) -> ScannedPage:
     """Parse and encode one page; `seen` keeps one trade per signature across pages."""
-    trades = []
+    trades: list[Trade] = []
+    positions: list[int] = []
+    parts: list[bytes] = []
+    ends: list[int] = []
     summary = TradeSummary()
+    end = -1
     for position, tx in enumerate(page.transactions):
         trade = parse_transaction(tx, wallet)
         if trade is None or trade.signature in seen:
             continue
         try:
-            # An exact-size copy: orjson's result keeps a 4 KB buffer, 9x a trade's JSON.
-            encoded = bytes(memoryview(encode_json(trade.to_dict())))
+            encoded = encode_json(trade.to_dict())
         except orjson.JSONEncodeError:
             log.warning("unencodable_trade", extra={"position": position})
             continue
         seen.add(trade.signature)
         summary.add(trade)
-        trades.append(ScannedTrade(trade, encoded, position))
-    return ScannedPage(len(page.transactions), tuple(trades), summary)
+        trades.append(trade)
+        positions.append(position)
+        parts.append(encoded)
+        end += len(encoded) + 1
+        ends.append(end)
+    return ScannedPage(
+        len(page.transactions),
+        tuple(trades),
+        tuple(positions),
+        b",".join(parts),
+        tuple(ends),
+        summary,
+    )
 
 
 class Recording:
@@ -73,6 +95,9 @@ class Recording:
         self._scanned: list[ScannedPage] = []
         self._seen: set[str] = set()
         self._fetch: asyncio.Task[None] | None = None
+        # Readers waiting for the fetch. A set, not callbacks on the fetch task: thousands
+        # of readers time out for heartbeats and leave in O(1) each, not O(readers).
+        self._waiters: set[asyncio.Future[None]] = set()
         self._error: BaseException | None = None
         self.done = False
         self.trade_count = 0
@@ -102,13 +127,12 @@ class Recording:
                 return None
             if self._fetch is None:
                 self._fetch = asyncio.create_task(self._fetch_next(), name="history-fetch")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
             try:
-                await asyncio.shield(self._fetch)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # this reader is cancelled; the fetch goes on for the others
-                # else the fetch itself was cancelled (close()): _error says so
+                await waiter  # cancelling this reader leaves the fetch to the others
+            finally:
+                self._waiters.discard(waiter)
 
     async def _fetch_next(self) -> None:
         """Fetch and scan the next page. Any failure fails the whole recording: a page
@@ -128,6 +152,10 @@ class Recording:
             self.trade_count += len(scanned.trades)
         finally:
             self._fetch = None
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
 
     async def close(self) -> None:
         """Cancel any fetch and stop the source; call only when no reader is left."""
