@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 
 import pytest
 from conftest import WALLET
 from fakes import ListSource, demo_pages
+from sse_client import parse
 
 from walletd.errors import DataFetchError
 from walletd.trades.history import HistoryCache
+from walletd.trades.parse import parse_transaction
 
 
 class FakeClock:
@@ -62,9 +66,9 @@ async def test_trades_are_encoded_once_and_unique_per_signature(pages):
     duplicated = [pages[0].transactions, pages[0].transactions, pages[1].transactions]
     cache = HistoryCache(ListSource(duplicated), ttl_s=60, max_trades=10**6)
     scanned = await read_all(cache)
-    signatures = [t.signature for p in scanned for t in p.trades]
+    signatures = [sig for p in scanned for sig in p.signatures]
     assert len(signatures) == len(set(signatures))
-    assert scanned[1].trades == ()  # the repeated page adds nothing
+    assert len(scanned[1]) == 0  # the repeated page adds nothing
     assert scanned[1].scanned == len(pages[0].transactions)
     await cache.close()
 
@@ -132,17 +136,30 @@ async def test_a_page_that_fails_to_scan_fails_the_recording_instead_of_a_gap(pa
     await cache.close()
 
 
-async def test_page_json_slices_into_each_trade(pages):
-    import json
-
-    cache = HistoryCache(ListSource.from_pages(pages), ttl_s=60, max_trades=10**6)
-    for page in await read_all(cache):
-        objects = [json.loads(bytes(page.body(i, i + 1))) for i in range(len(page.trades))]
-        assert objects == [t.to_dict() for t in page.trades]
-        if page.trades:
-            whole = json.loads(b"[" + bytes(page.body(0, len(page.trades))) + b"]")
-            assert whole == objects
-            assert len(page.json) == page.ends[-1]  # one exact buffer per page
+@pytest.mark.parametrize("batch_size", [1, 7, 100])
+async def test_pages_carry_the_frames_every_stream_sends(pages, batch_size):
+    source = ListSource.from_pages(pages)
+    cache = HistoryCache(source, ttl_s=60, max_trades=10**6, batch_size=batch_size)
+    scanned = await read_all(cache)
+    events = parse(b"".join(frame for page in scanned for frame in page.frames)).events
+    trades = [t for e in events for t in e.data["trades"]]
+    want = [
+        t.to_dict()
+        for p in pages
+        for tx in p.transactions
+        if (t := parse_transaction(tx, WALLET)) is not None
+    ]
+    assert trades == want
+    assert [e.data["batch"] for e in events] == list(range(1, len(events) + 1))
+    assert [e.data["total"] for e in events] == list(
+        itertools.accumulate(len(e.data["trades"]) for e in events)
+    )
+    for page in scanned:
+        for i in range(len(page)):  # every slice of a batch is that batch's objects
+            batch = i // batch_size
+            start = batch * batch_size
+            objects = json.loads(b"[" + bytes(page.body(start, i + 1)) + b"]")
+            assert [o["signature"] for o in objects] == list(page.signatures[start : i + 1])
     await cache.close()
 
 

@@ -48,7 +48,10 @@ def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.
     app[STREAMS] = StreamRegistry()
     app[SOURCE] = source if source is not None else _select_source(settings)
     app[HISTORY] = HistoryCache(
-        app[SOURCE], ttl_s=settings.cache_ttl_s, max_trades=settings.cache_max_trades
+        app[SOURCE],
+        ttl_s=settings.cache_ttl_s,
+        max_trades=settings.cache_max_trades,
+        batch_size=settings.sse_batch_size,
     )
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
     app.cleanup_ctx.append(housekeeping)

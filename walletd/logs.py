@@ -55,6 +55,11 @@ class AccessLogger(AbstractAccessLogger):
     The path is logged without its query string: query values may carry credentials.
     """
 
+    @property
+    def enabled(self) -> bool:
+        """Skip building the record when INFO is off (aiohttp asks before each call)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         try:
             resource = request.match_info.route.resource if isinstance(request, Request) else None

@@ -32,12 +32,14 @@ def trades_frame(
 
     `trades_json` is the batch's trade objects, already encoded and comma-separated.
     """
-    return b"".join(
-        (
-            b"id: ",
-            last_signature.encode(),
-            b'\nevent: trades\ndata: {"trades":[',
-            trades_json,
-            b'],"batch":%d,"total":%d}\n\n' % (batch, total),
-        )
-    )
+    return b"".join((trades_prefix(last_signature), trades_json, trades_suffix(batch, total)))
+
+
+def trades_prefix(last_signature: str) -> bytes:
+    """The bytes of a `trades` event before its trade objects."""
+    return b'id: %s\nevent: trades\ndata: {"trades":[' % last_signature.encode()
+
+
+def trades_suffix(batch: int, total: int) -> bytes:
+    """The bytes of a `trades` event after its trade objects."""
+    return b'],"batch":%d,"total":%d}\n\n' % (batch, total)

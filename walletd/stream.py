@@ -166,16 +166,7 @@ class WalletStream:
         end_reason = "complete"
         try:
             await self.response.prepare(self.request)
-            await self._write(sse.retry_frame(self.settings.sse_retry_ms), event=False)
-            await self._event(
-                "connected",
-                {
-                    "stream_id": self.stream_id,
-                    "wallet": self.wallet,
-                    "resumed_from": self.cursor,
-                    "timestamp": int(time.time()),
-                },
-            )
+            await self._open()
             log.info("stream_started", extra=self._log_fields())
             max_duration = self.settings.sse_max_stream_duration_s
             try:
@@ -231,17 +222,14 @@ class WalletStream:
         settings = self.settings
         size = settings.sse_batch_size
         progress = settings.feature_progress_events
-        last_progress = 0.0
-        if progress:
-            await self._progress("fetching", "Fetching transaction history")
-            last_progress = time.monotonic()
+        last_progress = time.monotonic()
         index = 0
         while (page := await self._next_page(recording, index)) is not None:
             index += 1
-            count, room = len(page.trades), self.limit - self.trades_sent
+            count, room = len(page), self.limit - self.trades_sent
             if count >= room:  # the limit ends the stream inside this page
-                for trade in page.trades[:room]:
-                    self.summary.add(trade)
+                for facts in page.facts[:room]:
+                    self.summary.add(facts)
                 self.scanned += page.positions[room - 1] + 1
                 for start in range(0, room, size):
                     await self._send_trades(page, start, min(start + size, room))
@@ -264,7 +252,7 @@ class WalletStream:
         history still unknown after it counts as truncated."""
         page = await self._next_page(recording, index)
         while page is not None:
-            if page.trades:
+            if len(page):
                 return True
             index += 1
             page = recording.peek(index)
@@ -288,19 +276,43 @@ class WalletStream:
             await self._event("heartbeat", {"timestamp": int(time.time())})
 
     async def _send_trades(self, page: ScannedPage, start: int, stop: int) -> None:
-        """Send page.trades[start:stop] as one `trades` event."""
+        """Send trades[start:stop] of one batch of `page` as one `trades` event: the
+        page's own frame when the batch is whole, else one built from its bytes."""
         self.batches += 1
         self.trades_sent += stop - start
-        last = page.trades[stop - 1].signature
+        last = page.signatures[stop - 1]
         # Set before the write: once the frame is in the transport it is delivered or the
         # connection is dead, so a write cut short (timeout, stop) still sent this id.
         self.last_event_id = last
-        await self._write(
-            sse.trades_frame(page.body(start, stop), last, self.batches, self.trades_sent)
-        )
+        batch = start // page.batch_size
+        if stop == page.batch_end(batch):
+            frame = page.frames[batch]
+        else:
+            body = page.body(start, stop)
+            frame = sse.trades_frame(body, last, self.batches, self.trades_sent)
+        await self._write(frame)
+
+    async def _open(self) -> None:
+        """`retry`, `connected` and the first `progress`, in one write (one syscall)."""
+        connected = {
+            "stream_id": self.stream_id,
+            "wallet": self.wallet,
+            "resumed_from": self.cursor,
+            "timestamp": int(time.time()),
+        }
+        frames = [
+            sse.retry_frame(self.settings.sse_retry_ms),
+            sse.event_frame("connected", connected),
+        ]
+        if self.settings.feature_progress_events:
+            frames.append(self._progress_frame("fetching", "Fetching transaction history"))
+        await self._write(b"".join(frames), events=len(frames) - 1)
 
     async def _progress(self, step: str, message: str) -> None:
-        await self._event(
+        await self._write(self._progress_frame(step, message))
+
+    def _progress_frame(self, step: str, message: str) -> bytes:
+        return sse.event_frame(
             "progress",
             {
                 "step": step,
@@ -313,11 +325,11 @@ class WalletStream:
     async def _event(self, name: str, data: dict[str, Any]) -> None:
         await self._write(sse.event_frame(name, data))
 
-    async def _write(self, frame: bytes, *, event: bool = True) -> None:
+    async def _write(self, frame: bytes, *, events: int = 1) -> None:
         await self.response.write(frame)
         self.last_write = time.monotonic()
         self.bytes_sent += len(frame)
-        self.events += event
+        self.events += events
 
     async def _fail(self, exc: WalletdError) -> str:
         """Send `exc` as the final `error` event (best effort); returns the end reason.

@@ -7,6 +7,16 @@ from typing import Any
 from walletd.solana import SOL_DECIMALS, WSOL_MINT
 from walletd.trades.model import Trade, format_units
 
+# What the summary needs of one trade, as a plain tuple of atoms: (mint given, mint
+# received, action, timestamp, SOL lamports moved). The GC stops tracking such tuples,
+# so a cached history of 20,000 trades adds no work to full collections.
+TradeFacts = tuple[str, str, str, int | None, int]
+
+
+def facts_of(trade: Trade) -> TradeFacts:
+    lamports = sum(leg.raw for leg in (trade.token_in, trade.token_out) if leg.mint == WSOL_MINT)
+    return (trade.token_in.mint, trade.token_out.mint, trade.action, trade.timestamp, lamports)
+
 
 class TradeSummary:
     """Running totals over the trades sent; O(distinct mints) memory."""
@@ -20,18 +30,17 @@ class TradeSummary:
         self.last_at: int | None = None
         self.volume_lamports = 0
 
-    def add(self, trade: Trade) -> None:
-        self.mints.add(trade.token_in.mint)
-        self.mints.add(trade.token_out.mint)
-        self.actions[trade.action] += 1
-        if trade.timestamp is not None:
-            if self.first_at is None or trade.timestamp < self.first_at:
-                self.first_at = trade.timestamp
-            if self.last_at is None or trade.timestamp > self.last_at:
-                self.last_at = trade.timestamp
-        for leg in (trade.token_in, trade.token_out):
-            if leg.mint == WSOL_MINT:
-                self.volume_lamports += leg.raw
+    def add(self, facts: TradeFacts) -> None:
+        mint_in, mint_out, action, timestamp, lamports = facts
+        self.mints.add(mint_in)
+        self.mints.add(mint_out)
+        self.actions[action] += 1
+        if timestamp is not None:
+            if self.first_at is None or timestamp < self.first_at:
+                self.first_at = timestamp
+            if self.last_at is None or timestamp > self.last_at:
+                self.last_at = timestamp
+        self.volume_lamports += lamports
 
     def merge(self, other: TradeSummary) -> None:
         """Add the totals of `other` (a whole page's summary, computed once per history)."""

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import orjson
 
+from walletd import sse
 from walletd.errors import ServiceUnavailable
 from walletd.sse import encode_json
-from walletd.summary import TradeSummary
-from walletd.trades.model import Trade
+from walletd.summary import TradeFacts, TradeSummary, facts_of
 from walletd.trades.parse import parse_transaction
 from walletd.trades.source import TradeSource, TxPage
 
@@ -33,65 +33,100 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ScannedPage:
-    """One page of history, parsed, encoded and summarised once for every stream.
+    """One page of history, parsed, encoded, summarised and framed once for every stream.
 
-    The trades' JSON objects live in one comma-separated buffer, so a batch of trades
-    is a zero-copy slice of it and a page costs one allocation, not one per trade.
+    Every stream of a recording starts at its first page and sends whole pages (only the
+    stream's last page may be cut by `limit`), so its batches are numbered exactly as the
+    recording numbers them: the page's `trades` events are built once, here, and written
+    as they are. Only plain tuples of atoms are kept per trade, which the GC untracks.
     """
 
     scanned: int  # transactions examined
-    trades: tuple[Trade, ...]
+    signatures: tuple[str, ...]
     positions: tuple[int, ...]  # index of each trade's transaction within the page
-    json: bytes  # b'{trade},{trade},...'
-    ends: tuple[int, ...]  # where each trade's JSON ends in `json`
-    summary: TradeSummary  # of all `trades`: streams sending the whole page merge it
+    facts: tuple[TradeFacts, ...]
+    summary: TradeSummary  # of all trades: streams sending the whole page merge it
+    batch_size: int
+    frames: tuple[bytes, ...]  # the page's `trades` events, one per batch
+    body_starts: tuple[int, ...]  # where each frame's trade objects start
+    ends: tuple[int, ...]  # where each trade's object ends, within its frame
+
+    def __len__(self) -> int:
+        return len(self.signatures)
+
+    def batch_end(self, batch: int) -> int:
+        """The index after the last trade of the page's `batch`-th frame."""
+        return min((batch + 1) * self.batch_size, len(self.signatures))
 
     def body(self, start: int, stop: int) -> memoryview:
-        """The JSON of trades[start:stop], comma-separated, without copying."""
-        begin = self.ends[start - 1] + 1 if start else 0
-        return memoryview(self.json)[begin : self.ends[stop - 1]]
+        """The objects of trades[start:stop], within one batch, comma-separated, uncopied."""
+        batch = start // self.batch_size
+        frame = memoryview(self.frames[batch])
+        begin = self.ends[start - 1] + 1 if start % self.batch_size else self.body_starts[batch]
+        return frame[begin : self.ends[stop - 1]]
 
 
-def scan_page(page: TxPage, wallet: str, seen: set[str]) -> ScannedPage:
-    """Parse and encode one page; `seen` keeps one trade per signature across pages."""
-    trades: list[Trade] = []
+def scan_page(
+    page: TxPage, wallet: str, seen: set[str], *, batch_size: int, batches: int, total: int
+) -> ScannedPage:
+    """Parse, encode and frame one page. `seen` keeps one trade per signature across
+    pages; `batches` and `total` are the recording's counts before this page."""
+    signatures: list[str] = []
     positions: list[int] = []
-    parts: list[bytes] = []
-    ends: list[int] = []
+    facts: list[TradeFacts] = []
+    objects: list[bytes] = []
     summary = TradeSummary()
-    end = -1
     for position, tx in enumerate(page.transactions):
         trade = parse_transaction(tx, wallet)
         if trade is None or trade.signature in seen:
             continue
         try:
-            encoded = encode_json(trade.to_dict())
+            objects.append(encode_json(trade.to_dict()))
         except orjson.JSONEncodeError:
             log.warning("unencodable_trade", extra={"position": position})
             continue
         seen.add(trade.signature)
-        summary.add(trade)
-        trades.append(trade)
+        signatures.append(trade.signature)
         positions.append(position)
-        parts.append(encoded)
-        end += len(encoded) + 1
-        ends.append(end)
+        facts.append(facts_of(trade))
+        summary.add(facts[-1])
+    frames: list[bytes] = []
+    body_starts: list[int] = []
+    ends: list[int] = []
+    for start in range(0, len(objects), batch_size):
+        batch = objects[start : start + batch_size]
+        total += len(batch)
+        batches += 1
+        prefix = sse.trades_prefix(signatures[start + len(batch) - 1])
+        end = len(prefix) - 1
+        for obj in batch:
+            end += len(obj) + 1
+            ends.append(end)
+        body_starts.append(len(prefix))
+        frames.append(b"".join((prefix, b",".join(batch), sse.trades_suffix(batches, total))))
     return ScannedPage(
-        len(page.transactions),
-        tuple(trades),
-        tuple(positions),
-        b",".join(parts),
-        tuple(ends),
-        summary,
+        scanned=len(page.transactions),
+        signatures=tuple(signatures),
+        positions=tuple(positions),
+        facts=tuple(facts),
+        summary=summary,
+        batch_size=batch_size,
+        frames=tuple(frames),
+        body_starts=tuple(body_starts),
+        ends=tuple(ends),
     )
 
 
 class Recording:
     """One wallet's history from one cursor, fetched on demand and shared by readers."""
 
-    def __init__(self, pages: AsyncIterator[TxPage], wallet: str, now: float) -> None:
+    def __init__(
+        self, pages: AsyncIterator[TxPage], wallet: str, now: float, batch_size: int
+    ) -> None:
         self._pages = pages
         self._wallet = wallet
+        self._batch_size = batch_size
+        self._batches = 0  # `trades` events framed so far, as every reader numbers them
         self._scanned: list[ScannedPage] = []
         self._seen: set[str] = set()
         self._fetch: asyncio.Task[None] | None = None
@@ -139,7 +174,14 @@ class Recording:
         taken from the source but not recorded would be a silent gap for later readers."""
         try:
             page = await anext(self._pages)
-            scanned = scan_page(page, self._wallet, self._seen)
+            scanned = scan_page(
+                page,
+                self._wallet,
+                self._seen,
+                batch_size=self._batch_size,
+                batches=self._batches,
+                total=self.trade_count,
+            )
         except StopAsyncIteration:
             self.done = True
         except asyncio.CancelledError:
@@ -149,7 +191,8 @@ class Recording:
             self._error = exc
         else:
             self._scanned.append(scanned)
-            self.trade_count += len(scanned.trades)
+            self.trade_count += len(scanned)
+            self._batches += len(scanned.frames)
         finally:
             self._fetch = None
             for waiter in self._waiters:
@@ -178,9 +221,11 @@ class HistoryCache:
         *,
         ttl_s: float,
         max_trades: int,
+        batch_size: int = 100,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
+        self._batch_size = batch_size
         self._ttl_s = ttl_s
         self._max_trades = max_trades
         self._clock = clock
@@ -197,7 +242,8 @@ class HistoryCache:
         key = (wallet, before)
         recording = self._recordings.get(key)
         if recording is None or recording.failed:
-            recording = Recording(self._source.pages(wallet, before), wallet, self._clock())
+            pages = self._source.pages(wallet, before)
+            recording = Recording(pages, wallet, self._clock(), self._batch_size)
             self._recordings[key] = recording
         self._recordings.move_to_end(key)
         recording.readers += 1
