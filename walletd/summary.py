@@ -42,6 +42,11 @@ class TradeSummary:
                 self.last_at = timestamp
         self.volume_lamports += lamports
 
+    def copy(self) -> TradeSummary:
+        out = TradeSummary()
+        out.merge(self)
+        return out
+
     def merge(self, other: TradeSummary) -> None:
         """Add the totals of `other` (a whole page's summary, computed once per history)."""
         self.mints |= other.mints

@@ -48,6 +48,8 @@ class ScannedPage:
     summary: TradeSummary  # of all trades: streams sending the whole page merge it
     batch_size: int
     frames: tuple[bytes, ...]  # the page's `trades` events, one per batch
+    last_ids: tuple[str, ...]  # each frame's `id:`
+    totals: tuple[int, ...]  # each frame's `total`
     body_starts: tuple[int, ...]  # where each frame's trade objects start
     ends: tuple[int, ...]  # where each trade's object ends, within its frame
 
@@ -91,13 +93,17 @@ def scan_page(
         facts.append(facts_of(trade))
         summary.add(facts[-1])
     frames: list[bytes] = []
+    last_ids: list[str] = []
+    totals: list[int] = []
     body_starts: list[int] = []
     ends: list[int] = []
     for start in range(0, len(objects), batch_size):
         batch = objects[start : start + batch_size]
         total += len(batch)
         batches += 1
-        prefix = sse.trades_prefix(signatures[start + len(batch) - 1])
+        last_ids.append(signatures[start + len(batch) - 1])
+        totals.append(total)
+        prefix = sse.trades_prefix(last_ids[-1])
         end = len(prefix) - 1
         for obj in batch:
             end += len(obj) + 1
@@ -112,6 +118,8 @@ def scan_page(
         summary=summary,
         batch_size=batch_size,
         frames=tuple(frames),
+        last_ids=tuple(last_ids),
+        totals=tuple(totals),
         body_starts=tuple(body_starts),
         ends=tuple(ends),
     )
@@ -138,10 +146,26 @@ class Recording:
         self.trade_count = 0
         self.readers = 0
         self.last_used = now
+        self._summaries: dict[int, TradeSummary] = {}  # by page count, see summary_of
 
     @property
     def failed(self) -> bool:
         return self._error is not None
+
+    def summary_of(self, pages: int) -> TradeSummary:
+        """A new summary of the trades of the first `pages` pages.
+
+        Streams ask once, at the end, rather than merging page by page; the common
+        answer (the whole history) is computed once for all of them.
+        """
+        summary = self._summaries.get(pages)
+        if summary is None:
+            summary = TradeSummary()
+            for page in self._scanned[:pages]:
+                summary.merge(page.summary)
+            if self.done and pages == len(self._scanned):
+                self._summaries[pages] = summary
+        return summary.copy()
 
     def peek(self, index: int) -> ScannedPage | None:
         """The `index`-th page if it is already scanned, without waiting."""
