@@ -1,0 +1,145 @@
+"""The baseline of bench/stream_load.py: a bare aiohttp server that replays walletd's bytes.
+
+Why: walletd's throughput, churn and memory only mean something next to the best that
+aiohttp on this machine can do with the very same bytes. This server does nothing but
+that: for each request it writes the frames captured from walletd (one
+`await resp.write(frame)` per SSE frame, as walletd does) with walletd's headers, so the
+ratio walletd/raw is walletd's own cost, independent of the machine and its noise.
+
+Inputs are handed over as files (stream_load.py captures them from the running walletd):
+    --body WALLET=FILE   the decoded SSE body walletd sent for WALLET (repeatable)
+    --headers FILE       JSON list of [name, value] response headers walletd sent
+
+With --heartbeat N (the idle baseline) each request instead gets the frames before the
+capture's first heartbeat, then a heartbeat frame every N seconds until the client leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+STREAM_ROUTE = "/v4/wallet/{address}/stream"
+DEFAULT_HEADERS = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+HEARTBEAT_EVENT = b"event: heartbeat\n"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def split_frames(body: bytes) -> list[bytes]:
+    """The SSE frames of `body`, each keeping its b"\\n\\n" terminator."""
+    parts = body.split(b"\n\n")
+    if parts[-1]:
+        raise ValueError("the body does not end with a complete SSE frame")
+    return [part + b"\n\n" for part in parts[:-1]]
+
+
+def idle_prefix(frames: list[bytes]) -> list[bytes]:
+    """The frames before the first heartbeat: what an idle stream sends before it idles."""
+    for i, frame in enumerate(frames):
+        if HEARTBEAT_EVENT in frame:
+            return frames[:i]
+    return frames
+
+
+def heartbeat_frame() -> bytes:
+    """Byte for byte what walletd's sse.event_frame("heartbeat", ...) writes."""
+    return b'event: heartbeat\ndata: {"timestamp":%d}\n\n' % int(time.time())
+
+
+def replay_handler(bodies: dict[str, list[bytes]], headers: list[tuple[str, str]]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        frames = bodies.get(request.match_info["address"])
+        if frames is None:
+            raise web.HTTPNotFound()
+        resp = web.StreamResponse(headers=headers)
+        await resp.prepare(request)
+        try:
+            for frame in frames:
+                await resp.write(frame)
+        except ConnectionResetError:
+            pass  # the client left, as walletd's streams do
+        return resp
+
+    return handler
+
+
+def heartbeat_handler(
+    bodies: dict[str, list[bytes]], headers: list[tuple[str, str]], interval_s: float
+) -> Handler:
+    prefixes = {wallet: idle_prefix(frames) for wallet, frames in bodies.items()}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        frames = prefixes.get(request.match_info["address"])
+        if frames is None:
+            raise web.HTTPNotFound()
+        resp = web.StreamResponse(headers=headers)
+        await resp.prepare(request)
+        try:
+            for frame in frames:
+                await resp.write(frame)
+            while True:
+                await asyncio.sleep(interval_s)
+                await resp.write(heartbeat_frame())
+        except ConnectionResetError:
+            pass
+        return resp
+
+    return handler
+
+
+async def health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_app(
+    bodies: dict[str, list[bytes]], headers: list[tuple[str, str]], heartbeat_s: float | None
+) -> web.Application:
+    app = web.Application()
+    if heartbeat_s is None:
+        handler = replay_handler(bodies, headers)
+    else:
+        handler = heartbeat_handler(bodies, headers, heartbeat_s)
+    app.router.add_get(STREAM_ROUTE, handler, allow_head=False)
+    app.router.add_get("/health", health)
+    return app
+
+
+def body_arg(value: str) -> tuple[str, Path]:
+    wallet, sep, path = value.partition("=")
+    if not sep or not wallet or not path:
+        raise argparse.ArgumentTypeError("expected WALLET=FILE")
+    return wallet, Path(path)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--body", type=body_arg, action="append", required=True)
+    parser.add_argument("--headers", type=Path, help="JSON list of [name, value] pairs")
+    parser.add_argument("--heartbeat", type=float, metavar="SECONDS", help="idle mode")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    headers = DEFAULT_HEADERS
+    if args.headers is not None:
+        headers = [(name, value) for name, value in json.loads(args.headers.read_text())]
+    bodies = {wallet: split_frames(path.read_bytes()) for wallet, path in args.body}
+    app = build_app(bodies, headers, args.heartbeat)
+    # The same serving options as walletd's cli.serve, minus its access logger (off at
+    # WARNING there anyway).
+    web.run_app(
+        app, host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None
+    )
+
+
+if __name__ == "__main__":
+    main()
