@@ -52,7 +52,11 @@ def heartbeat_frame() -> bytes:
     return b'event: heartbeat\ndata: {"timestamp":%d}\n\n' % int(time.time())
 
 
-def replay_handler(bodies: dict[str, list[bytes]], headers: list[tuple[str, str]]) -> Handler:
+def stream_handler(
+    bodies: dict[str, list[bytes]], headers: list[tuple[str, str]], then_s: float | None
+) -> Handler:
+    """Replay a wallet's frames; with `then_s`, then a heartbeat every `then_s` seconds."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         frames = bodies.get(request.match_info["address"])
         if frames is None:
@@ -62,32 +66,11 @@ def replay_handler(bodies: dict[str, list[bytes]], headers: list[tuple[str, str]
         try:
             for frame in frames:
                 await resp.write(frame)
-        except ConnectionResetError:
-            pass  # the client left, as walletd's streams do
-        return resp
-
-    return handler
-
-
-def heartbeat_handler(
-    bodies: dict[str, list[bytes]], headers: list[tuple[str, str]], interval_s: float
-) -> Handler:
-    prefixes = {wallet: idle_prefix(frames) for wallet, frames in bodies.items()}
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        frames = prefixes.get(request.match_info["address"])
-        if frames is None:
-            raise web.HTTPNotFound()
-        resp = web.StreamResponse(headers=headers)
-        await resp.prepare(request)
-        try:
-            for frame in frames:
-                await resp.write(frame)
-            while True:
-                await asyncio.sleep(interval_s)
+            while then_s is not None:
+                await asyncio.sleep(then_s)
                 await resp.write(heartbeat_frame())
         except ConnectionResetError:
-            pass
+            pass  # the client left, as walletd's streams do
         return resp
 
     return handler
@@ -101,10 +84,9 @@ def build_app(
     bodies: dict[str, list[bytes]], headers: list[tuple[str, str]], heartbeat_s: float | None
 ) -> web.Application:
     app = web.Application()
-    if heartbeat_s is None:
-        handler = replay_handler(bodies, headers)
-    else:
-        handler = heartbeat_handler(bodies, headers, heartbeat_s)
+    if heartbeat_s is not None:  # idle mode: what walletd sends before it idles, then beats
+        bodies = {wallet: idle_prefix(frames) for wallet, frames in bodies.items()}
+    handler = stream_handler(bodies, headers, heartbeat_s)
     app.router.add_get(STREAM_ROUTE, handler, allow_head=False)
     app.router.add_get("/health", health)
     return app
