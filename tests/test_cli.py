@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -113,6 +114,7 @@ async def test_sigterm_drains_open_streams_with_server_shutdown(server_factory):
     assert [r["end_reason"] for r in finished] == ["error:SERVER_SHUTDOWN"] * 3
     for record in server.logs:
         assert {"timestamp", "level", "logger", "message", "request_id"} <= set(record)
+        assert datetime.fromisoformat(record["timestamp"]).utcoffset() == timedelta(0)
     for record in finished:
         assert record["request_id"] and record["stream_id"] and record["wallet"] == WALLET
 

@@ -33,9 +33,10 @@ def configure_logging(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(
-                "{asctime}{levelname}{name}{message}{request_id}",
+                "{levelname}{name}{message}{request_id}",
                 style="{",
-                rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
+                timestamp=True,  # ISO 8601 in UTC, from the record's creation time
+                rename_fields={"levelname": "level", "name": "logger"},
             )
         )
     else:
