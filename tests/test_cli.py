@@ -15,9 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import WALLET
-from sse_client import read_events
+from sse_client import parse, read_events
 
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
+from walletd.trades.demo import LARGE_DEMO_WALLET
 
 
 def free_port() -> int:
@@ -150,3 +151,40 @@ async def test_bad_configuration_exits_with_config_status_listing_every_problem(
     assert "PORT" in err and "SSE_BATCH_SIZE" in err
     code, _, _ = await run_cli("serve", env={"PORT": "x"})
     assert code == EXIT_CONFIG
+
+
+def dechunk(body: bytes) -> bytes:
+    """The payload of an HTTP/1.1 chunked body; asserts it ends with the last chunk."""
+    out, rest = bytearray(), body
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return bytes(out)
+        out += rest[:size]
+        assert rest[size : size + 2] == b"\r\n", "chunked body cut short"
+        rest = rest[size + 2 :]
+
+
+async def test_sigterm_reaches_a_slow_reader_in_full(server_factory):
+    """Bytes still in walletd's buffers at SIGTERM are delivered before the process exits."""
+    server = await server_factory(SHUTDOWN_GRACE="20")
+    path = f"/v4/wallet/{LARGE_DEMO_WALLET}/stream"
+    async with aiohttp.ClientSession() as http:  # warm the cache: the stream is then instant
+        async with http.get(f"{server.url}{path}") as resp:
+            assert (await read_events(resp))[-1].name == "complete"
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow, small reader
+    sock.connect(("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")  # then read nothing: walletd's buffers fill
+    assert head.startswith(b"HTTP/1.1 200")
+    server.proc.send_signal(signal.SIGTERM)
+    body = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    stream = parse(dechunk(body))
+    assert stream.events[-1].name == "error"
+    assert stream.events[-1].data["code"] == "SERVER_SHUTDOWN"
+    assert stream.events[-1].data["last_event_id"] == stream.named("trades")[-1].id
+    assert await asyncio.wait_for(server.proc.wait(), 20) == 0

@@ -173,3 +173,17 @@ async def test_sweep_drops_expired_histories(pages):
     cache.sweep()
     assert len(cache) == 0
     await cache.close()
+
+
+async def test_close_before_the_fetch_starts_still_answers_the_reader(pages):
+    from walletd.errors import ServiceUnavailable
+    from walletd.trades.history import Recording
+
+    recording = Recording(ListSource.from_pages(pages).pages(WALLET, None), WALLET, 0.0, 100)
+    reader = asyncio.create_task(recording.page(0))
+    await asyncio.sleep(0)  # the reader has created the fetch task, which has not run yet
+    await recording.close()
+    with pytest.raises(ServiceUnavailable):
+        await asyncio.wait_for(reader, 5)
+    with pytest.raises(ServiceUnavailable):
+        await asyncio.wait_for(recording.page(0), 5)

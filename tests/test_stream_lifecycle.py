@@ -163,3 +163,29 @@ async def test_concurrent_streams_of_one_wallet_share_one_fetch(serve, pages):
     assert len(source.calls) == 1
     assert source.served == len(pages)
     assert all(s.trades == streams[0].trades and s.trades for s in streams)
+
+
+def trade_count(page) -> int:
+    from walletd.trades.parse import parse_transaction
+
+    return sum(parse_transaction(tx, WALLET) is not None for tx in page.transactions)
+
+
+async def test_limit_at_a_page_end_completes_even_if_the_next_page_fails(serve, pages):
+    source = ListSource.from_pages(pages, fail_at={2: DataFetchError("502")})
+    client = await serve(source=source)
+    limit = trade_count(pages[0]) + trade_count(pages[1])
+    stream = parse(await (await client.get(STREAM, params={"limit": str(limit)})).read())
+    assert stream.events[-1].name == "complete"
+    assert stream.events[-1].data["trades_found"] == limit
+    assert stream.events[-1].data["truncated"] is True  # unknown counts as truncated
+
+
+async def test_truncated_looks_past_pages_without_trades(serve, pages):
+    no_trades = [tx for p in pages for tx in p.transactions if tx["transactionError"] is not None]
+    assert no_trades
+    source = ListSource([pages[0].transactions, no_trades[:1], no_trades[1:2] or no_trades[:1]])
+    client = await serve(source=source, CACHE_TTL=0)
+    limit = trade_count(pages[0])
+    stream = parse(await (await client.get(STREAM, params={"limit": str(limit)})).read())
+    assert stream.events[-1].data["truncated"] is False

@@ -24,6 +24,7 @@ from walletd.errors import (
     InvalidEventId,
     InvalidParameter,
     InvalidWallet,
+    ServerShutdown,
     ServiceUnavailable,
     StreamTimeout,
     WalletdError,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _FINAL_WRITE_TIMEOUT_S = 5.0
 CURSOR_CHECK_S = 2.0
+LOOKAHEAD_PAGES = 3
 
 
 def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | None, int]:
@@ -194,14 +196,18 @@ class WalletStream:
                 end_reason = "client_closed"
                 raise
             self._task.uncancel()  # type: ignore[union-attr]
-            end_reason = await self._fail(reason)
+            end_reason = f"error:{reason.code}"
+            self._forget_cancelled_drain()
+            await self._fail(reason)
         except ConnectionResetError:
             end_reason = "client_closed"
         except WalletdError as exc:
-            end_reason = await self._fail(exc)
+            end_reason = f"error:{exc.code}"
+            await self._fail(exc)
         except Exception as exc:
             log.exception("stream_failed", extra=self._log_fields())
-            end_reason = await self._fail(InternalError(repr(exc)))
+            end_reason = "error:INTERNAL_ERROR"
+            await self._fail(InternalError(repr(exc)))
         finally:
             log.info(
                 "stream_finished",
@@ -259,18 +265,22 @@ class WalletStream:
         return False
 
     async def _more_trades_after(self, recording: Recording, index: int) -> bool:
-        """Whether trades follow page `index - 1`, for `truncated`: pages already known
-        decide; else one more page is fetched (a resume would need it anyway), and a
-        history still unknown after it counts as truncated."""
-        page = await self._next_page(recording, index)
-        while page is not None:
+        """Whether trades follow page `index - 1`, for `truncated`.
+
+        Looks at most LOOKAHEAD_PAGES pages ahead (fetching them if needed: a resume would
+        need them anyway). Whatever stays unknown, including a failed fetch, counts as
+        truncated: every trade asked for was sent, so the stream still completes.
+        """
+        for ahead in range(index, index + LOOKAHEAD_PAGES):
+            try:
+                page = await self._next_page(recording, ahead)
+            except WalletdError:
+                return True
+            if page is None:
+                return False
             if len(page):
                 return True
-            index += 1
-            page = recording.peek(index)
-            if page is None and not recording.done:
-                return True
-        return False
+        return True
 
     async def _next_page(self, recording: Recording, index: int) -> ScannedPage | None:
         """The next page, sending heartbeats while the source is slow."""
@@ -349,8 +359,8 @@ class WalletStream:
         self.bytes_sent += len(frame)
         self.events += events
 
-    async def _fail(self, exc: WalletdError) -> str:
-        """Send `exc` as the final `error` event (best effort); returns the end reason.
+    async def _fail(self, exc: WalletdError) -> None:
+        """Send `exc` as the final `error` event (best effort).
 
         Before the response is prepared there is no stream yet: `exc` is re-raised for
         the error boundary to render as JSON.
@@ -366,9 +376,35 @@ class WalletStream:
         try:
             async with asyncio.timeout(_FINAL_WRITE_TIMEOUT_S):
                 await self._event("error", data)
+            if isinstance(exc, ServerShutdown):
+                async with asyncio.timeout(self.settings.shutdown_grace_s):
+                    await self._flush()
         except (ConnectionResetError, TimeoutError):
             pass
-        return f"error:{exc.code}"
+
+    def _forget_cancelled_drain(self) -> None:
+        """Let the connection be written again after stop() cancelled a blocked write.
+
+        aiohttp 3.14 keeps the drain future the cancelled write was waiting on, and every
+        later drain on the connection awaits that cancelled future and raises
+        CancelledError, so the final `error` event would never go out.
+        TODO(aiohttp): drop once BaseProtocol._drain_helper replaces a cancelled waiter.
+        """
+        protocol = self.request.protocol
+        waiter = getattr(protocol, "_drain_waiter", None)
+        if waiter is not None and waiter.cancelled():
+            protocol._drain_waiter = None
+
+    async def _flush(self) -> None:
+        """Hold until the client has every byte: the process is about to exit, and bytes
+        left in the transport's buffer would be lost with it (a slow reader would see
+        its stream cut mid-event, without SERVER_SHUTDOWN)."""
+        transport = self.request.transport
+        if transport is not None:
+            # With a high-water mark of 0 the transport pauses writing until its buffer
+            # is empty, so the drain at the end of write_eof() waits for the last byte.
+            transport.set_write_buffer_limits(high=0)
+        await self.response.write_eof()
 
     def _log_fields(self) -> dict[str, Any]:
         return {"stream_id": self.stream_id, "wallet": self.wallet}

@@ -209,7 +209,7 @@ class Recording:
         except StopAsyncIteration:
             self.done = True
         except asyncio.CancelledError:
-            self._error = ServiceUnavailable("history fetch cancelled", retry_after=1)
+            self._error = _cancelled()
             raise
         except Exception as exc:  # handed to every reader by page()
             self._error = exc
@@ -218,11 +218,15 @@ class Recording:
             self.trade_count += len(scanned)
             self._batches += len(scanned.frames)
         finally:
-            self._fetch = None
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-            self._waiters.clear()
+            self._settle()
+
+    def _settle(self) -> None:
+        """The fetch is over, however it ended: forget it and wake every reader."""
+        self._fetch = None
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
 
     async def close(self) -> None:
         """Cancel any fetch and stop the source; call only when no reader is left."""
@@ -231,9 +235,17 @@ class Recording:
             fetch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await fetch
+            # A task cancelled before its first step never ran its own cleanup.
+            if self._error is None:
+                self._error = _cancelled()
+            self._settle()
         self.done = True
         with contextlib.suppress(Exception):
             await self._pages.aclose()  # type: ignore[attr-defined]
+
+
+def _cancelled() -> ServiceUnavailable:
+    return ServiceUnavailable("history fetch cancelled", retry_after=1)
 
 
 class HistoryCache:
