@@ -197,7 +197,6 @@ class WalletStream:
                 raise
             self._task.uncancel()  # type: ignore[union-attr]
             end_reason = f"error:{reason.code}"
-            self._forget_cancelled_drain()
             await self._fail(reason)
         except ConnectionResetError:
             end_reason = "client_closed"
@@ -367,6 +366,7 @@ class WalletStream:
         """
         if not self.response.prepared:
             raise exc
+        self._forget_cancelled_drain()  # a stop or a timeout may have cut a write short
         if exc.status >= 500 and not exc.resumable:
             log.error("stream_error", extra={**self._log_fields(), "detail": str(exc)})
         data = exc.body(self.request.get(REQUEST_ID))
