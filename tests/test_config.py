@@ -75,3 +75,24 @@ def test_masked_hides_secrets_and_repr_never_shows_them():
     assert s.masked()["helius_key"] == "***"
     assert "helius-secret-value" not in repr(s)
     assert Settings.from_env({}).masked()["helius_key"] is None
+
+
+def test_helius_settings_default_to_the_spec_and_validate_urls():
+    s = Settings.from_env({})
+    assert (s.helius_rps, s.helius_timeout_s, s.helius_max_retries) == (10.0, 30.0, 3)
+    assert s.helius_retry_deadline_s == 20.0
+    s = Settings.from_env({"HELIUS_RPC_URL": "http://127.0.0.1:9000/", "HELIUS_RPS": "50"})
+    assert s.helius_rpc_url == "http://127.0.0.1:9000" and s.helius_rps == 50
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            {
+                "HELIUS_RPC_URL": "ftp://x",
+                "HELIUS_API_URL": "https://h/?api-key=secret",
+                "HELIUS_RPS": "0",
+            }
+        )
+    assert [p.split("=")[0] for p in caught.value.problems] == [
+        "HELIUS_RPC_URL",
+        "HELIUS_API_URL",
+        "HELIUS_RPS",
+    ]

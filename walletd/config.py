@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -45,6 +46,13 @@ class Settings:
     shutdown_grace_s: float = 10.0
     # Upstream and demo source (SPEC §4)
     helius_key: str | None = field(default=None, repr=False)
+    helius_rpc_url: str = "https://mainnet.helius-rpc.com"
+    helius_api_url: str = "https://api.helius.xyz"
+    helius_rps: float = 10.0
+    helius_concurrency: int = 4
+    helius_timeout_s: float = 30.0
+    helius_max_retries: int = 3
+    helius_retry_deadline_s: float = 20.0
     demo_latency_ms: int = 0
     cache_ttl_s: float = 60.0
     cache_max_trades: int = 200_000
@@ -79,6 +87,13 @@ class Settings:
             max_wallet_trades=reader.integer("MAX_WALLET_TRADES", 20000, lo=1, hi=10_000_000),
             shutdown_grace_s=reader.number("SHUTDOWN_GRACE", 10, lo=0, hi=3600),
             helius_key=reader.optional_text("HELIUS_KEY"),
+            helius_rpc_url=reader.url("HELIUS_RPC_URL", "https://mainnet.helius-rpc.com"),
+            helius_api_url=reader.url("HELIUS_API_URL", "https://api.helius.xyz"),
+            helius_rps=reader.number("HELIUS_RPS", 10, lo=0.01, hi=10_000),
+            helius_concurrency=reader.integer("HELIUS_CONCURRENCY", 4, lo=1, hi=256),
+            helius_timeout_s=reader.number("HELIUS_TIMEOUT", 30, lo=0.1, hi=600),
+            helius_max_retries=reader.integer("HELIUS_MAX_RETRIES", 3, lo=0, hi=20),
+            helius_retry_deadline_s=reader.number("HELIUS_RETRY_DEADLINE", 20, lo=0, hi=3600),
             demo_latency_ms=reader.integer("DEMO_LATENCY_MS", 0, lo=0, hi=3_600_000),
             cache_ttl_s=reader.number("CACHE_TTL", 60, lo=0, hi=86_400),
             cache_max_trades=reader.integer("CACHE_MAX_TRADES", 200_000, lo=0, hi=100_000_000),
@@ -103,14 +118,15 @@ class EnvReader:
         self._env = env
         self.problems: list[str] = []
 
-    def _get(self, name: str, default: T, convert: Callable[[str], T]) -> T:
+    def _get(self, name: str, default: T, convert: Callable[[str], T], *, echo: bool = True) -> T:
+        """`echo=False` keeps the value out of the problem (it may carry a credential)."""
         raw = self._env.get(name)
         if raw is None or raw.strip() == "":
             return default
         try:
             return convert(raw.strip())
         except ValueError as exc:
-            self.problems.append(f"{name}={raw!r}: {exc}")
+            self.problems.append(f"{name}={raw!r}: {exc}" if echo else f"{name}=...: {exc}")
             return default
 
     def text(self, name: str, default: str) -> str:
@@ -118,6 +134,17 @@ class EnvReader:
 
     def optional_text(self, name: str) -> str | None:
         return self._get(name, None, lambda raw: raw)
+
+    def url(self, name: str, default: str) -> str:
+        def convert(raw: str) -> str:
+            parsed = urlsplit(raw)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError("expected an http(s) URL")
+            if parsed.query or parsed.fragment or parsed.username or parsed.password:
+                raise ValueError("expected a base URL without query, fragment or credentials")
+            return raw.rstrip("/")
+
+        return self._get(name, default, convert, echo=False)
 
     def choice(
         self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False
