@@ -96,3 +96,4 @@ def test_helius_settings_default_to_the_spec_and_validate_urls():
         "HELIUS_API_URL",
         "HELIUS_RPS",
     ]
+    assert "secret" not in str(caught.value)  # a URL may carry a key: never echoed
