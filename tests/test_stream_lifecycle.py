@@ -189,3 +189,17 @@ async def test_truncated_looks_past_pages_without_trades(serve, pages):
     limit = trade_count(pages[0])
     stream = parse(await (await client.get(STREAM, params={"limit": str(limit)})).read())
     assert stream.events[-1].data["truncated"] is False
+
+
+async def test_ready_reports_an_open_upstream_circuit(serve):
+    from walletd.appkeys import BREAKER
+
+    client = await serve()
+    breaker = client.server.app[BREAKER]
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            async with breaker.call():
+                raise RuntimeError("upstream down")
+    resp = await client.get("/ready")
+    assert resp.status == 200  # degraded, still serving: not out of the load balancer
+    assert await resp.json() == {"status": "degraded", "reasons": ["upstream_circuit_open"]}

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from walletd.appkeys import HISTORY, LIFECYCLE, SETTINGS, SOURCE, STREAMS
+from walletd.appkeys import BREAKER, HISTORY, LIFECYCLE, SETTINGS, SOURCE, STREAMS
 from walletd.boundary import (
     PARSER_LIMITS,
     error_boundary,
@@ -15,7 +15,8 @@ from walletd.boundary import (
     request_limits,
     response_headers,
 )
-from walletd.config import ConfigError, Settings
+from walletd.breaker import CircuitBreaker
+from walletd.config import Settings
 from walletd.errors import ServerShutdown
 from walletd.health import health, ready
 from walletd.housekeeping import housekeeping
@@ -23,6 +24,8 @@ from walletd.lifecycle import Lifecycle, Phase
 from walletd.registry import StreamRegistry
 from walletd.stream import stream_handler
 from walletd.trades.demo import DemoSource
+from walletd.trades.helius import HeliusSource
+from walletd.trades.helius_client import HeliusClient
 from walletd.trades.history import HistoryCache
 from walletd.trades.source import TradeSource
 
@@ -46,7 +49,8 @@ def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[STREAMS] = StreamRegistry()
-    app[SOURCE] = source if source is not None else _select_source(settings)
+    app[BREAKER] = CircuitBreaker()
+    app[SOURCE] = source if source is not None else _select_source(settings, app[BREAKER])
     app[HISTORY] = HistoryCache(
         app[SOURCE],
         ttl_s=settings.cache_ttl_s,
@@ -64,9 +68,10 @@ def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.
     return app
 
 
-def _select_source(settings: Settings) -> TradeSource:
+def _select_source(settings: Settings, breaker: CircuitBreaker) -> TradeSource:
+    """Helius when HELIUS_KEY is set, else the embedded demo source."""
     if settings.helius_key:
-        raise ConfigError(["HELIUS_KEY is set, but this build has only the demo source"])
+        return HeliusSource(HeliusClient(settings, breaker=breaker))
     return DemoSource(latency_s=settings.demo_latency_ms / 1000)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
 from walletd.lifecycle import Lifecycle
 from walletd.registry import StreamRegistry
@@ -12,6 +13,7 @@ from walletd.trades.source import TradeSource
 
 SETTINGS = web.AppKey("settings", Settings)
 SOURCE = web.AppKey("source", TradeSource)
+BREAKER = web.AppKey("breaker", CircuitBreaker)
 HISTORY = web.AppKey("history", HistoryCache)
 STREAMS = web.AppKey("streams", StreamRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

@@ -52,11 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
-    try:
-        app = create_app(settings)
-    except ConfigError as exc:
-        log.critical("invalid_configuration", extra={"problems": exc.problems})
-        return EXIT_CONFIG
+    app = create_app(settings)
     host = host or settings.host
     port = settings.port if port is None else port
     try:

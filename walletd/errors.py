@@ -71,6 +71,10 @@ class InvalidEventId(WalletdError):
     public_message = "Not a transaction signature: expected base58 that decodes to 64 bytes"
 
 
+class UnknownEventId(InvalidEventId):
+    public_message = "Unknown event id: not a transaction of this wallet"
+
+
 class InvalidParameter(WalletdError):
     code, status, public_message = "INVALID_PARAMETER", 400, "Invalid query parameter"
 

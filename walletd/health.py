@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from walletd.appkeys import LIFECYCLE
+from walletd.appkeys import BREAKER, LIFECYCLE
+from walletd.breaker import CircuitState
 from walletd.lifecycle import Phase
 
 
@@ -22,4 +23,6 @@ async def ready(request: web.Request) -> web.Response:
     if phase is not Phase.READY:
         return web.json_response({"status": phase.value, "reasons": []}, status=503)
     reasons: list[str] = []
+    if request.app[BREAKER].state is not CircuitState.CLOSED:
+        reasons.append("upstream_circuit_open")
     return web.json_response({"status": "degraded" if reasons else "ok", "reasons": reasons})

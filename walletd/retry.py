@@ -26,11 +26,13 @@ class UpstreamFailure(Exception):
         retryable: bool,
         retry_after_s: float | None = None,
         status: int | None = None,
+        rpc_code: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.status = status
+        self.rpc_code = rpc_code  # a JSON-RPC error object's code
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import base58
 
-from walletd.errors import InvalidEventId
+from walletd.errors import UnknownEventId
 from walletd.solana import USDC_MINT, WSOL_MINT
 from walletd.trades.source import TxPage
 
@@ -116,10 +116,7 @@ class DemoSource:
         if before is not None:
             position = await history.find(before)
             if position is None:
-                raise InvalidEventId(
-                    f"cursor {before[:12]}... not in the history of {wallet}",
-                    message="Unknown event id: not a transaction of this wallet",
-                )
+                raise UnknownEventId(f"cursor {before[:12]}... not in the history of {wallet}")
             start = position + 1
         for offset in range(start, history.size, self._page_size):
             if self._latency_s:

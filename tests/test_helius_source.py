@@ -1,0 +1,169 @@
+"""The Helius source against the fake Helius over real HTTP: order, pipelining, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import WALLET
+from fake_helius import FakeHelius
+from sse_client import parse, read_events
+
+from walletd.trades.demo import LARGE_DEMO_WALLET, DemoSource
+from walletd.trades.parse import parse_transaction
+
+STREAM = "/v4/wallet/{}/stream"
+# A wallet large enough for three signature pages (1000 each).
+BIG = LARGE_DEMO_WALLET
+
+
+@pytest.fixture
+async def fake(aiohttp_server):
+    fake = FakeHelius(synthetic={WALLET: None, BIG: 2500})
+    server = await aiohttp_server(fake.app())
+    fake.env = {  # type: ignore[attr-defined]
+        "HELIUS_KEY": fake.api_key,
+        "HELIUS_RPC_URL": fake.rpc_url(server),
+        "HELIUS_API_URL": fake.api_url(server),
+        "HELIUS_RPS": "1000",
+        "HELIUS_TIMEOUT": "5",
+    }
+    return fake
+
+
+async def demo_trades(wallet: str, count: int | None = None) -> list[dict]:
+    trades, seen = [], 0
+    async for page in DemoSource().pages(wallet, None):
+        for tx in page.transactions:
+            if count is not None and seen >= count:
+                return trades
+            seen += 1
+            if (trade := parse_transaction(tx, wallet)) is not None:
+                trades.append(trade.to_dict())
+    return trades
+
+
+async def test_helius_and_demo_sources_yield_identical_trades(serve, fake):
+    client = await serve(**fake.env)
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].name == "complete"
+    assert stream.trades == await demo_trades(WALLET)
+    assert stream.events[-1].data["signatures_scanned"] == len(fake.histories[WALLET])
+
+
+async def test_first_trades_go_out_before_the_last_signature_page_is_asked(serve, fake):
+    fake.faults.transactions.latency_s = 0.02
+    client = await serve(**fake.env)
+    async with client.get(STREAM.format(BIG)) as resp:
+        events = []
+        while not any(e.name == "trades" for e in events):
+            events += await read_events(resp, 1)
+        first_trades_at = time.monotonic()
+        rest = await read_events(resp)
+    pages = fake.calls("rpc")
+    assert len(pages) == 3  # 1000 + 1000 + 500
+    assert first_trades_at < pages[-1].t
+    trades = [t for e in events + rest if e.name == "trades" for t in e.data["trades"]]
+    assert trades == await demo_trades(BIG, 2500)
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("status", {"status": 429, "retry_after": 1}),
+        ("status", {"status": 502}),
+        ("reset", {}),
+        ("reset_body", {}),
+        ("malformed", {}),
+        ("truncated", {}),
+        ("rpc_error", {"code": -32603, "message": "internal"}),
+    ],
+)
+async def test_transient_faults_heal_with_exactly_the_right_trades(serve, fake, kind, options):
+    for endpoint in (fake.faults.rpc, fake.faults.transactions):
+        endpoint.inject(kind, times=1, **options)
+    client = await serve(**fake.env)
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].name == "complete", stream.events[-1]
+    assert stream.trades == await demo_trades(WALLET)
+
+
+async def test_retry_after_is_honoured(serve, fake):
+    fake.faults.rpc.inject("status", times=1, status=429, retry_after=1)
+    client = await serve(**fake.env)
+    await (await client.get(STREAM.format(WALLET))).read()
+    first, second = fake.calls("rpc")[:2]
+    assert second.t - first.t >= 1.0
+
+
+async def test_short_batches_are_completed(serve, fake):
+    fake.faults.transactions.inject("short", times=1, drop=7)
+    client = await serve(**fake.env)
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.trades == await demo_trades(WALLET)
+    asked = [len(call.asked) for call in fake.calls("transactions")]
+    # Two batches (failed transactions are listed, never fetched), then the seven again.
+    assert len(asked) == 3 and asked.count(7) == 1
+
+
+async def test_rejected_key_is_a_fetch_error_without_retries(serve, fake):
+    env = {**fake.env, "HELIUS_KEY": "wrong-key"}
+    client = await serve(**env)
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
+    assert "wrong-key" not in str(stream.events[-1].data)
+    assert len(fake.log) == 1
+
+
+async def test_upstream_down_gives_fetch_errors_then_the_circuit_opens(serve, fake):
+    fake.faults.rpc.inject("status", times=None, status=503)
+    client = await serve(**fake.env, HELIUS_MAX_RETRIES=1, CACHE_TTL=0)
+    for _ in range(3):
+        stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+        assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
+    calls = len(fake.log)
+    assert calls == 6  # three streams, one call and one retry each
+    started = time.monotonic()
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    error = stream.events[-1].data
+    assert error["code"] == "SERVICE_UNAVAILABLE"
+    assert 1 <= error["retry_after"] <= 30
+    assert time.monotonic() - started < 1  # fails fast
+    assert len(fake.log) == calls  # the upstream was not asked
+    ready = await (await client.get("/ready")).json()
+    assert ready["reasons"] == ["upstream_circuit_open"]
+
+
+async def test_unknown_cursor_is_refused_before_the_stream(serve, fake):
+    client = await serve(**fake.env)
+    unknown = (
+        "5g5rkbqii8rkHfgC8CWLDB2bBzKeoXcqmjyFbMvxUW9xXEEHnFc1QRqiG9eEcxdmLk6XgjVpJRnwYqqbWZKg3eBP"
+    )
+    resp = await client.get(STREAM.format(WALLET), params={"before": unknown})
+    assert resp.status == 400
+    assert (await resp.json())["code"] == "INVALID_EVENT_ID"
+
+
+async def test_concurrent_streams_of_a_wallet_share_the_upstream_calls(serve, fake):
+    fake.faults.set_latency(0.02)
+    client = await serve(**fake.env)
+    one = parse(await (await client.get(STREAM.format(BIG))).read())
+    alone = len(fake.log)
+    fake.log.clear()
+    client2 = await serve(**fake.env)
+    streams = await asyncio.gather(*(client2.get(STREAM.format(BIG)) for _ in range(20)))
+    bodies = [parse(await r.read()) for r in streams]
+    assert all(b.trades == one.trades for b in bodies)
+    assert len(fake.log) == alone
+
+
+async def test_resume_continues_exactly_after_the_cursor(serve, fake):
+    client = await serve(**fake.env, SSE_BATCH_SIZE=7)
+    whole = parse(await (await client.get(STREAM.format(WALLET))).read())
+    cut = whole.named("trades")[3]
+    rest = parse(
+        await (await client.get(STREAM.format(WALLET), headers={"Last-Event-ID": cut.id})).read()
+    )
+    sent = [t for b in whole.named("trades")[:4] for t in b.data["trades"]]
+    assert sent + rest.trades == whole.trades

@@ -1,0 +1,97 @@
+"""The Helius trade source: signature pages and transaction batches, pipelined (SPEC §4).
+
+Signatures are listed a page (1000) at a time, each page after the previous one's
+cursor, and cut into batches of 100 whose enhanced transactions are fetched
+concurrently (up to `lookahead` batches in flight). Batches are yielded strictly in
+signature order, newest first, as soon as the oldest outstanding one arrives: the first
+trades go out long before the whole history is listed, and memory stays bounded by the
+batches in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from walletd.trades.helius_client import SIGNATURES_PAGE, TRANSACTIONS_BATCH, HeliusClient
+from walletd.trades.source import TxPage
+
+
+class HeliusSource:
+    """TradeSource over a HeliusClient; the client owns pacing, retries and the breaker."""
+
+    def __init__(self, client: HeliusClient, *, lookahead: int = 4) -> None:
+        self._client = client
+        self._lookahead = lookahead
+
+    async def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
+        batches = _signature_batches(self._client, wallet, before)
+        pending: deque[tuple[list[dict[str, Any]], asyncio.Task[list[dict[str, Any]]]]] = deque()
+        try:
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < self._lookahead:
+                    records = await anext(batches, None)
+                    if records is None:
+                        exhausted = True
+                        break
+                    pending.append((records, asyncio.create_task(self._fetch(records))))
+                if not pending:
+                    return
+                records, task = pending.popleft()
+                transactions = await task
+                yield TxPage(transactions, records[-1]["signature"])
+        finally:
+            for _, task in pending:
+                task.cancel()
+            for _, task in pending:
+                with contextlib.suppress(BaseException):
+                    await task
+            await batches.aclose()
+
+    async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The batch's transactions in signature order. Failed ones are not fetched (they
+        are never trades) but still listed, so they count as examined; signatures the
+        API leaves out of a short batch are asked for once more, then dropped."""
+        wanted = [r["signature"] for r in records if r.get("err") is None]
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(2):
+            missing = [sig for sig in wanted if sig not in found]
+            if not missing:
+                break
+            for tx in await self._client.transactions(missing):
+                signature = tx.get("signature")
+                if isinstance(signature, str) and signature in missing:
+                    found[signature] = tx
+        out: list[dict[str, Any]] = []
+        for record in records:
+            signature = record["signature"]
+            if record.get("err") is not None:
+                out.append({"signature": signature, "transactionError": record["err"]})
+            elif signature in found:
+                out.append(found[signature])
+        return out
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def _signature_batches(
+    client: HeliusClient, wallet: str, before: str | None
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Signature records in batches of 100, newest first, paging with `before`."""
+    cursor = before
+    while True:
+        records = [
+            r
+            for r in await client.signatures(wallet, cursor, SIGNATURES_PAGE)
+            if isinstance(r.get("signature"), str)
+        ]
+        for start in range(0, len(records), TRANSACTIONS_BATCH):
+            yield records[start : start + TRANSACTIONS_BATCH]
+        if len(records) < SIGNATURES_PAGE:
+            return
+        cursor = records[-1]["signature"]
