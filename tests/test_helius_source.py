@@ -167,3 +167,25 @@ async def test_resume_continues_exactly_after_the_cursor(serve, fake):
     )
     sent = [t for b in whole.named("trades")[:4] for t in b.data["trades"]]
     assert sent + rest.trades == whole.trades
+
+
+async def test_a_hung_request_times_out_and_is_retried(serve, fake):
+    fake.faults.transactions.inject("hang", times=1)
+    client = await serve(**{**fake.env, "HELIUS_TIMEOUT": "0.5"})
+    started = time.monotonic()
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].name == "complete"
+    assert stream.trades == await demo_trades(WALLET)
+    assert 0.5 <= time.monotonic() - started < 10
+
+
+async def test_a_persistent_hang_ends_in_a_fetch_error_within_the_deadline(serve, fake):
+    fake.faults.rpc.inject("hang", times=None)
+    env = {**fake.env, "HELIUS_TIMEOUT": "0.3", "HELIUS_MAX_RETRIES": "2"}
+    client = await serve(**env, HELIUS_RETRY_DEADLINE=5)
+    started = time.monotonic()
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
+    assert stream.events[-1].data["last_event_id"] is None
+    assert time.monotonic() - started < 5
+    assert len(fake.calls("rpc")) == 3
