@@ -82,16 +82,25 @@ class HeliusSource:
 async def _signature_batches(
     client: HeliusClient, wallet: str, before: str | None
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """Signature records in batches of 100, newest first, paging with `before`."""
-    cursor = before
-    while True:
-        records = [
-            r
-            for r in await client.signatures(wallet, cursor, SIGNATURES_PAGE)
-            if isinstance(r.get("signature"), str)
-        ]
-        for start in range(0, len(records), TRANSACTIONS_BATCH):
-            yield records[start : start + TRANSACTIONS_BATCH]
-        if len(records) < SIGNATURES_PAGE:
-            return
-        cursor = records[-1]["signature"]
+    """Signature records in batches of 100, newest first, paging with `before`.
+
+    The next page is asked for as soon as a full page arrives, so the transaction
+    batches never wait on a page boundary.
+    """
+    page: asyncio.Task[list[dict[str, Any]]] | None = asyncio.create_task(
+        client.signatures(wallet, before, SIGNATURES_PAGE)
+    )
+    try:
+        while page is not None:
+            records = [r for r in await page if isinstance(r.get("signature"), str)]
+            page = None
+            if len(records) == SIGNATURES_PAGE:
+                cursor = records[-1]["signature"]
+                page = asyncio.create_task(client.signatures(wallet, cursor, SIGNATURES_PAGE))
+            for start in range(0, len(records), TRANSACTIONS_BATCH):
+                yield records[start : start + TRANSACTIONS_BATCH]
+    finally:
+        if page is not None:
+            page.cancel()
+            with contextlib.suppress(BaseException):
+                await page

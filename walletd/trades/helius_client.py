@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -42,7 +42,7 @@ class HeliusClient:
         settings: Settings,
         *,
         breaker: CircuitBreaker,
-        pacer: Pacer | None = None,
+        pacers: Mapping[str, Pacer] | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
         if not settings.helius_key:
@@ -53,7 +53,14 @@ class HeliusClient:
         self._transactions_url = settings.helius_api_url + "/v0/transactions"
         self._timeout = aiohttp.ClientTimeout(total=settings.helius_timeout_s)
         self._breaker = breaker
-        self._pacer = pacer or Pacer(settings.helius_rps)
+        # One pacer per endpoint: Helius meters RPC and the Enhanced API separately.
+        self._pacers = (
+            dict(pacers)
+            if pacers is not None
+            else {
+                endpoint: Pacer(settings.helius_rps) for endpoint in ("signatures", "transactions")
+            }
+        )
         self._slots = asyncio.Semaphore(settings.helius_concurrency)
         self._policy = policy or RetryPolicy(
             max_retries=settings.helius_max_retries, deadline_s=settings.helius_retry_deadline_s
@@ -133,8 +140,9 @@ class HeliusClient:
 
     async def _attempt(self, endpoint: str, url: str, body: dict[str, Any]) -> Any:
         """One request; every failure becomes an UpstreamFailure saying if a retry helps."""
-        await self._pacer.wait()
         async with self._slots:
+            # Paced once a slot is ours: the start we reserve is then the one we keep.
+            await self._pacers[endpoint].wait()
             try:
                 async with self._session().post(
                     url, params=self._params, json=body, timeout=self._timeout
