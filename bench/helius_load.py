@@ -59,6 +59,7 @@ from bench.stream_load import (  # noqa: E402
     Usage,
     dechunk,
     event_data,
+    execute,
     frames_of,
     free_port,
     get_request,
@@ -616,16 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_process()
     with tempfile.TemporaryDirectory(prefix="walletd-helius-bench-") as tmp:
         run = Run(args, Children(Path(tmp)))
-        try:
-            asyncio.run(run_all(run))
-        except BenchError as exc:
-            print(f"benchmark failed: {exc}", file=sys.stderr)
-            return 1
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            print("interrupted", file=sys.stderr)
-            return 130
-        finally:
-            run.children.stop_all()
+        if (status := execute(run_all, run)) is not None:
+            return status
     rows = rows_of(run)
     for label, frames in run.profiles.items():
         print(f"\nwalletd, {label}: top frames by own samples (py-spy)")

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -991,21 +991,29 @@ async def run_all(run: Run) -> None:
         await run_idle(run)
 
 
+def execute(run_all: Callable[[Any], Awaitable[None]], run: Any) -> int | None:
+    """Run the scenarios, children always stopped after; the exit status when the
+    benchmark itself failed (1) or was interrupted (130), else None."""
+    try:
+        asyncio.run(run_all(run))
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        run.children.stop_all()
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     prepare_process()
     with tempfile.TemporaryDirectory(prefix="walletd-bench-") as tmp:
         run = Run(args, Children(Path(tmp)))
-        try:
-            asyncio.run(run_all(run))
-        except BenchError as exc:
-            print(f"benchmark failed: {exc}", file=sys.stderr)
-            return 1
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            print("interrupted", file=sys.stderr)
-            return 130
-        finally:
-            run.children.stop_all()
+        if (status := execute(run_all, run)) is not None:
+            return status
     rows = report_rows(run)
     print_profiles(run)
     print(f"\nwalletd {run.commit}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
