@@ -70,34 +70,53 @@ class Settings:
         Raises ConfigError naming every invalid variable, never just the first.
         """
         reader = EnvReader(os.environ if env is None else env)
+        base = cls()  # the defaults are the dataclass's, written once
         settings = cls(
-            env=reader.choice("ENV", "development", ENVIRONMENTS),
-            debug=reader.flag("DEBUG", False),
-            host=reader.text("HOST", "0.0.0.0"),
-            port=reader.integer("PORT", 8080, lo=0, hi=65535),
-            log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
-            log_format=reader.choice("LOG_FORMAT", "json", LOG_FORMATS),
-            sse_retry_ms=reader.integer("SSE_RETRY_MS", 3000, lo=0, hi=3_600_000),
-            sse_batch_size=reader.integer("SSE_BATCH_SIZE", 100, lo=1, hi=1000),
-            sse_progress_throttle_s=reader.number("SSE_PROGRESS_THROTTLE", 0.5, lo=0, hi=60),
-            sse_keepalive_interval_s=reader.number("SSE_KEEPALIVE_INTERVAL", 15, lo=0.01, hi=3600),
-            sse_max_stream_duration_s=reader.number(
-                "SSE_MAX_STREAM_DURATION", 600, lo=0.01, hi=86_400
+            env=reader.choice("ENV", base.env, ENVIRONMENTS),
+            debug=reader.flag("DEBUG", base.debug),
+            host=reader.text("HOST", base.host),
+            port=reader.integer("PORT", base.port, lo=0, hi=65535),
+            log_level=reader.choice("LOG_LEVEL", base.log_level, LOG_LEVELS, upper=True),
+            log_format=reader.choice("LOG_FORMAT", base.log_format, LOG_FORMATS),
+            sse_retry_ms=reader.integer("SSE_RETRY_MS", base.sse_retry_ms, lo=0, hi=3_600_000),
+            sse_batch_size=reader.integer("SSE_BATCH_SIZE", base.sse_batch_size, lo=1, hi=1000),
+            sse_progress_throttle_s=reader.number(
+                "SSE_PROGRESS_THROTTLE", base.sse_progress_throttle_s, lo=0, hi=60
             ),
-            max_wallet_trades=reader.integer("MAX_WALLET_TRADES", 20000, lo=1, hi=10_000_000),
-            shutdown_grace_s=reader.number("SHUTDOWN_GRACE", 10, lo=0, hi=3600),
+            sse_keepalive_interval_s=reader.number(
+                "SSE_KEEPALIVE_INTERVAL", base.sse_keepalive_interval_s, lo=0.01, hi=3600
+            ),
+            sse_max_stream_duration_s=reader.number(
+                "SSE_MAX_STREAM_DURATION", base.sse_max_stream_duration_s, lo=0.01, hi=86_400
+            ),
+            max_wallet_trades=reader.integer(
+                "MAX_WALLET_TRADES", base.max_wallet_trades, lo=1, hi=10_000_000
+            ),
+            shutdown_grace_s=reader.number("SHUTDOWN_GRACE", base.shutdown_grace_s, lo=0, hi=3600),
             helius_key=reader.optional_text("HELIUS_KEY"),
-            helius_rpc_url=reader.url("HELIUS_RPC_URL", "https://mainnet.helius-rpc.com"),
-            helius_api_url=reader.url("HELIUS_API_URL", "https://api.helius.xyz"),
-            helius_rps=reader.number("HELIUS_RPS", 10, lo=0.01, hi=10_000),
-            helius_concurrency=reader.integer("HELIUS_CONCURRENCY", 4, lo=1, hi=256),
-            helius_timeout_s=reader.number("HELIUS_TIMEOUT", 30, lo=0.1, hi=600),
-            helius_max_retries=reader.integer("HELIUS_MAX_RETRIES", 3, lo=0, hi=20),
-            helius_retry_deadline_s=reader.number("HELIUS_RETRY_DEADLINE", 20, lo=0, hi=3600),
-            demo_latency_ms=reader.integer("DEMO_LATENCY_MS", 0, lo=0, hi=3_600_000),
-            cache_ttl_s=reader.number("CACHE_TTL", 60, lo=0, hi=86_400),
-            cache_max_trades=reader.integer("CACHE_MAX_TRADES", 200_000, lo=0, hi=100_000_000),
-            feature_progress_events=reader.flag("FEATURE_PROGRESS_EVENTS", True),
+            helius_rpc_url=reader.url("HELIUS_RPC_URL", base.helius_rpc_url),
+            helius_api_url=reader.url("HELIUS_API_URL", base.helius_api_url),
+            helius_rps=reader.number("HELIUS_RPS", base.helius_rps, lo=0.01, hi=10_000),
+            helius_concurrency=reader.integer(
+                "HELIUS_CONCURRENCY", base.helius_concurrency, lo=1, hi=256
+            ),
+            helius_timeout_s=reader.number("HELIUS_TIMEOUT", base.helius_timeout_s, lo=0.1, hi=600),
+            helius_max_retries=reader.integer(
+                "HELIUS_MAX_RETRIES", base.helius_max_retries, lo=0, hi=20
+            ),
+            helius_retry_deadline_s=reader.number(
+                "HELIUS_RETRY_DEADLINE", base.helius_retry_deadline_s, lo=0, hi=3600
+            ),
+            demo_latency_ms=reader.integer(
+                "DEMO_LATENCY_MS", base.demo_latency_ms, lo=0, hi=3_600_000
+            ),
+            cache_ttl_s=reader.number("CACHE_TTL", base.cache_ttl_s, lo=0, hi=86_400),
+            cache_max_trades=reader.integer(
+                "CACHE_MAX_TRADES", base.cache_max_trades, lo=0, hi=100_000_000
+            ),
+            feature_progress_events=reader.flag(
+                "FEATURE_PROGRESS_EVENTS", base.feature_progress_events
+            ),
         )
         reader.raise_if_problems()
         return settings

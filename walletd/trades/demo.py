@@ -29,6 +29,9 @@ RENT = 2_039_280
 LARGE_DEMO_WALLET = "GFmfk7ocGPRt19DuyGC6ezLtY1PtT6Zn1R53P169oSiL"
 EMPTY_DEMO_WALLET = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"
 _DEXES = ("RAYDIUM", "PUMP_AMM", "METEORA", "JUPITER", "ORCA", "PUMP_FUN")
+# Signature tables kept: a large wallet's is a few MB; finished histories live in the
+# stream cache anyway, so this only saves re-deriving cursors of recent wallets.
+_WALLETS_KEPT = 8
 _GENESIS_SLOT = 350_000_000
 _GENESIS_TIME = 1_751_000_000
 
@@ -105,7 +108,7 @@ class DemoSource:
         wallet = self._wallets.get(address)
         if wallet is None:
             wallet = self._wallets[address] = _Wallet(address)
-            while len(self._wallets) > 32:
+            while len(self._wallets) > _WALLETS_KEPT:
                 self._wallets.popitem(last=False)
         self._wallets.move_to_end(address)
         return wallet
