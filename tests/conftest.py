@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis_server
 from aiohttp.test_utils import TestClient
 
 from walletd.app import create_app
@@ -37,6 +39,33 @@ def serve(aiohttp_server: Any, aiohttp_client: Any) -> ServeFn:
         return client
 
     return start
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis shared by the session: our own redis-server, else $REDIS_URL."""
+    url, server = redis_server.session_url()
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so tests sharing a Redis never see each other."""
+    return f"walletd-test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def private_redis() -> Iterator[redis_server.RedisServer]:
+    """A redis-server this test may stop (a crash) and start again on the same port."""
+    server = redis_server.require_private_server()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 HELIUS_SAMPLES = (

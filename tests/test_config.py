@@ -28,6 +28,7 @@ def test_values_are_parsed_by_type():
             "FEATURE_PROGRESS_EVENTS": "off",
             "ENV": "Production",
             "HOST": " 127.0.0.1 ",
+            "SECRET_KEY": "s" * 32,
         }
     )
     assert s.port == 9000 and s.sse_keepalive_interval_s == 2.5 and s.debug
@@ -97,3 +98,39 @@ def test_helius_settings_default_to_the_spec_and_validate_urls():
         "HELIUS_RPS",
     ]
     assert "secret" not in str(caught.value)  # a URL may carry a key: never echoed
+
+
+def test_keys_are_required_outside_development_and_need_a_secret():
+    assert not Settings.from_env({}).api_key_required
+    assert Settings.from_env({"ENV": "test", "SECRET_KEY": "k"}).api_key_required
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"API_KEY_REQUIRED": "true", "KEYSTORE": "redis"})
+    problems = "\n".join(caught.value.problems)
+    assert "SECRET_KEY" in problems and "KEYSTORE=redis" in problems
+
+
+def test_limits_and_redis_settings():
+    s = Settings.from_env(
+        {
+            "RATE_LIMIT_REQUESTS": "5",
+            "RATE_LIMIT_WINDOW": "2.5",
+            "RATE_LIMIT_STREAMING_CONNECTIONS": "3",
+            "STREAM_LEASE_TTL": "9",
+            "TRUSTED_PROXIES": "10.0.0.0/8, ::1",
+            "REDIS_URL": "redis://user:hunter2@cache.internal:6380/2",
+        }
+    )
+    assert (s.rate_limit_requests, s.rate_limit_window_s) == (5, 2.5)
+    assert (s.rate_limit_streaming_connections, s.stream_lease_ttl_s) == (3, 9.0)
+    assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+    masked = s.masked()
+    assert masked["redis_url"] == "redis://user:***@cache.internal:6380/2"
+    assert "hunter2" not in repr(s) and "hunter2" not in str(masked)
+
+
+def test_bad_redis_url_and_proxies_are_reported_without_echoing_the_url():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"REDIS_URL": "http://:hunter2@x", "TRUSTED_PROXIES": "10.0.0.0/8,nope"})
+    problems = "\n".join(caught.value.problems)
+    assert "REDIS_URL" in problems and "hunter2" not in problems
+    assert "'nope' is not an IP address" in problems

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ T = TypeVar("T")
 ENVIRONMENTS = ("development", "production", "test")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+KEYSTORES = ("file", "redis")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -56,6 +59,18 @@ class Settings:
     demo_latency_ms: int = 0
     cache_ttl_s: float = 60.0
     cache_max_trades: int = 200_000
+    # Keys and limits (SPEC §3)
+    secret_key: str | None = field(default=None, repr=False)
+    api_key_required: bool = False  # from_env: true unless ENV=development
+    api_keys_file: str = "api_keys.json"
+    keystore: str = "file"
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "walletd:"
+    rate_limit_requests: int = 50
+    rate_limit_window_s: float = 60.0
+    rate_limit_streaming_connections: int = 10
+    stream_lease_ttl_s: float = 30.0
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     # Feature flags (SPEC §6)
     feature_progress_events: bool = True
 
@@ -71,8 +86,9 @@ class Settings:
         """
         reader = EnvReader(os.environ if env is None else env)
         base = cls()  # the defaults are the dataclass's, written once
+        env = reader.choice("ENV", base.env, ENVIRONMENTS)
         settings = cls(
-            env=reader.choice("ENV", base.env, ENVIRONMENTS),
+            env=env,
             debug=reader.flag("DEBUG", base.debug),
             host=reader.text("HOST", base.host),
             port=reader.integer("PORT", base.port, lo=0, hi=65535),
@@ -114,12 +130,47 @@ class Settings:
             cache_max_trades=reader.integer(
                 "CACHE_MAX_TRADES", base.cache_max_trades, lo=0, hi=100_000_000
             ),
+            secret_key=reader.optional_text("SECRET_KEY", echo=False),
+            api_key_required=reader.flag("API_KEY_REQUIRED", env != "development"),
+            api_keys_file=reader.text("API_KEYS_FILE", base.api_keys_file),
+            keystore=reader.choice("KEYSTORE", base.keystore, KEYSTORES),
+            redis_url=reader.redis_url("REDIS_URL"),
+            redis_prefix=reader.text("REDIS_PREFIX", base.redis_prefix),
+            rate_limit_requests=reader.integer(
+                "RATE_LIMIT_REQUESTS", base.rate_limit_requests, lo=1, hi=1_000_000
+            ),
+            rate_limit_window_s=reader.number(
+                "RATE_LIMIT_WINDOW", base.rate_limit_window_s, lo=0.001, hi=86_400
+            ),
+            rate_limit_streaming_connections=reader.integer(
+                "RATE_LIMIT_STREAMING_CONNECTIONS",
+                base.rate_limit_streaming_connections,
+                lo=1,
+                hi=100_000,
+            ),
+            stream_lease_ttl_s=reader.number(
+                "STREAM_LEASE_TTL", base.stream_lease_ttl_s, lo=0.1, hi=3600
+            ),
+            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
             feature_progress_events=reader.flag(
                 "FEATURE_PROGRESS_EVENTS", base.feature_progress_events
             ),
         )
+        for problem in settings._inconsistencies():
+            reader.problems.append(problem)
         reader.raise_if_problems()
         return settings
+
+    def _inconsistencies(self) -> list[str]:
+        """Problems of combinations, each naming its variables."""
+        problems = []
+        if self.api_key_required and not self.secret_key:
+            problems.append("SECRET_KEY: required when API_KEY_REQUIRED=true (keys are HMACs)")
+        if self.keystore == "redis" and not self.redis_url:
+            problems.append("KEYSTORE=redis: needs REDIS_URL")
+        if not self.redis_prefix.strip(":"):
+            problems.append("REDIS_PREFIX: must not be empty")
+        return problems
 
     def masked(self) -> dict[str, Any]:
         """The settings as a dict with every secret masked, for printing and logs."""
@@ -127,7 +178,21 @@ class Settings:
         for f in dataclasses.fields(self):
             if not f.repr and out[f.name] is not None:
                 out[f.name] = "***"
+        if self.redis_url is not None:
+            out["redis_url"] = _without_password(self.redis_url)
+        out["trusted_proxies"] = [str(net) for net in self.trusted_proxies]
         return out
+
+
+def _without_password(url: str) -> str:
+    """The URL with any password replaced by ***: where Redis is, not how to get in."""
+    parsed = urlsplit(url)
+    if parsed.password is None:
+        return url
+    netloc = f"{parsed.username or ''}:***@{parsed.hostname}"
+    if parsed.port is not None:
+        netloc += f":{parsed.port}"
+    return parsed._replace(netloc=netloc).geturl()
 
 
 class EnvReader:
@@ -151,8 +216,35 @@ class EnvReader:
     def text(self, name: str, default: str) -> str:
         return self._get(name, default, lambda raw: raw)
 
-    def optional_text(self, name: str) -> str | None:
-        return self._get(name, None, lambda raw: raw)
+    def optional_text(self, name: str, *, echo: bool = True) -> str | None:
+        return self._get(name, None, lambda raw: raw, echo=echo)
+
+    def redis_url(self, name: str) -> str | None:
+        """A redis://, rediss:// or unix:// URL; it may carry a password, so never echoed."""
+
+        def convert(raw: str) -> str:
+            parsed = urlsplit(raw)
+            if parsed.scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("expected a redis://, rediss:// or unix:// URL")
+            if parsed.scheme != "unix" and not parsed.hostname:
+                raise ValueError("expected a host")
+            return raw
+
+        return self._get(name, None, convert, echo=False)
+
+    def networks(self, name: str) -> tuple[IPNetwork, ...]:
+        """A comma-separated list of addresses or CIDR networks."""
+
+        def convert(raw: str) -> tuple[IPNetwork, ...]:
+            out = []
+            for item in filter(None, (part.strip() for part in raw.split(","))):
+                try:
+                    out.append(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network") from None
+            return tuple(out)
+
+        return self._get(name, (), convert)
 
     def url(self, name: str, default: str) -> str:
         def convert(raw: str) -> str:
