@@ -86,9 +86,9 @@ class Settings:
         """
         reader = EnvReader(os.environ if env is None else env)
         base = cls()  # the defaults are the dataclass's, written once
-        env = reader.choice("ENV", base.env, ENVIRONMENTS)
+        environment = reader.choice("ENV", base.env, ENVIRONMENTS)
         settings = cls(
-            env=env,
+            env=environment,
             debug=reader.flag("DEBUG", base.debug),
             host=reader.text("HOST", base.host),
             port=reader.integer("PORT", base.port, lo=0, hi=65535),
@@ -131,7 +131,7 @@ class Settings:
                 "CACHE_MAX_TRADES", base.cache_max_trades, lo=0, hi=100_000_000
             ),
             secret_key=reader.optional_text("SECRET_KEY", echo=False),
-            api_key_required=reader.flag("API_KEY_REQUIRED", env != "development"),
+            api_key_required=reader.flag("API_KEY_REQUIRED", environment != "development"),
             api_keys_file=reader.text("API_KEYS_FILE", base.api_keys_file),
             keystore=reader.choice("KEYSTORE", base.keystore, KEYSTORES),
             redis_url=reader.redis_url("REDIS_URL"),
