@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import WALLET
 from fake_helius import FakeHelius
 from sse_client import parse, read_events
 
+from walletd.pacing import MARGIN
 from walletd.trades.demo import LARGE_DEMO_WALLET, DemoSource
 from walletd.trades.parse import parse_transaction
 
@@ -95,6 +97,23 @@ async def test_retry_after_is_honoured(serve, fake):
     await (await client.get(STREAM.format(WALLET))).read()
     first, second = fake.calls("rpc")[:2]
     assert second.t - first.t >= 1.0
+
+
+async def test_a_429_slows_the_pacer_down_then_it_recovers(serve, fake):
+    """After a refusal the endpoint's starts are spaced at half the rate, then speed up."""
+    fake.faults.transactions.inject("status", times=1, skip=4, status=429, retry_after=0.1)
+    client = await serve(**{**fake.env, "HELIUS_RPS": "20"})  # 55 ms apart at full speed
+    stream = parse(await (await client.get(STREAM.format(BIG))).read())
+    assert stream.trades == await demo_trades(BIG, 2500)
+    calls = fake.calls("transactions")
+    refused = next(i for i, c in enumerate(calls) if c.status == 429)
+    gaps = [b.t - a.t for a, b in itertools.pairwise(calls)]
+    full = MARGIN / 20
+    assert all(gap >= full * 0.95 for gap in gaps[:refused])
+    # The retry waits its Retry-After; the starts after it are paced at half the rate...
+    assert min(gaps[refused + 1 : refused + 3]) >= 2 * full * 0.9
+    # ...and the rate is won back: the last starts are spaced at the full rate again.
+    assert max(gaps[-3:]) < 1.5 * full
 
 
 async def test_short_batches_are_completed(serve, fake):

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from walletd.pacing import MARGIN, Pacer
+from walletd.pacing import MARGIN, MAX_SLOWDOWN, RECOVERY_CALLS, Pacer
 
 
 class FakeTime:
@@ -55,6 +55,66 @@ async def test_concurrent_callers_get_distinct_slots_in_order():
     assert [n for n, _ in started] == list(range(6))
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(started)]
     assert all(gap >= 0.019 for gap in gaps)  # lower bounds only: never early
+
+
+async def test_spacing_is_measured_from_the_real_start_after_a_stall():
+    """Sleepers that oversleep (a busy event loop) must not then start back to back."""
+    t = FakeTime()
+    oversleep = iter([0.5, 0.0, 0.3, 0.0, 0.0, 0.2, 0.0])
+
+    async def late_sleep(seconds: float) -> None:
+        t.now += seconds + next(oversleep, 0.0)
+
+    pacer = Pacer(10, clock=t.clock, sleep=late_sleep)
+    starts: list[float] = []
+
+    async def call() -> None:
+        await pacer.wait()
+        starts.append(t.now)
+
+    await asyncio.gather(*(call() for _ in range(8)))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.1 * MARGIN - 1e-9
+
+
+async def test_a_refusal_halves_the_rate_and_successes_win_it_back():
+    t = FakeTime()
+    pacer = Pacer(10, clock=t.clock, sleep=t.sleep)
+    full = pacer.rate
+    assert full == pytest.approx(10 / MARGIN)
+    pacer.slow_down(t.now)
+    assert pacer.rate == pytest.approx(full / 2)
+    await pacer.wait()
+    before = t.now
+    await pacer.wait()
+    assert t.now - before == pytest.approx(2 / full)  # spaced at half the rate
+    for _ in range(RECOVERY_CALLS // 2 - 1):
+        pacer.succeeded()
+    assert full / 2 < pacer.rate < full
+    pacer.succeeded()
+    assert pacer.rate == pytest.approx(full)
+    pacer.succeeded()
+    assert pacer.rate == pytest.approx(full)  # never above the configured rate
+
+
+def test_repeated_refusals_have_a_floor():
+    clock = iter(range(100))
+    pacer = Pacer(10, clock=lambda: float(next(clock)))
+    for n in range(20):
+        pacer.slow_down(float(n))
+        pacer.slow_down(n - 0.5)  # started before the last slow-down: no news
+    assert pacer.rate == pytest.approx(10 / MARGIN / MAX_SLOWDOWN)
+
+
+async def test_refusals_of_calls_paced_at_the_old_rate_halve_it_once():
+    t = FakeTime()
+    pacer = Pacer(10, clock=t.clock, sleep=t.sleep)
+    starts = [await pacer.wait() for _ in range(4)]  # all in flight together
+    for started in starts:  # ...and all refused
+        pacer.slow_down(started)
+    assert pacer.rate == pytest.approx(10 / MARGIN / 2)
+    pacer.slow_down(await pacer.wait())  # a call paced at the new rate: news
+    assert pacer.rate == pytest.approx(10 / MARGIN / 4)
 
 
 def test_rps_must_be_positive():

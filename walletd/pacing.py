@@ -1,10 +1,18 @@
 """Client-side pacing of upstream calls: at most `rps` starts per second (HELIUS_RPS).
 
-Each caller reserves the next free start time and sleeps until it, so calls start at
-least 1/rps apart in the order they asked, whatever their concurrency. Spacing rather
-than a burst bucket keeps us under a provider limit measured over any one second, and
-MARGIN more: timer jitter on both sides otherwise brings a start in early now and then,
-and one 429 costs a whole Retry-After (a second) of a pipelined stream (bench/README.md).
+Callers take turns; each starts at least one interval after the previous caller really
+started, measured when it wakes, not when it asked: after an event-loop stall, sleepers
+that all overslept would otherwise start back to back. Spacing rather than a burst bucket
+keeps us under a provider limit measured over any one second, and MARGIN more: timer and
+network jitter otherwise bring a start in early now and then, and one 429 costs a whole
+Retry-After (a second) of a pipelined stream (bench/README.md).
+
+The rate adapts (AIMD): a 429 says our spacing was still not enough where the provider
+measures it, so slow_down() halves the rate (never below 1/MAX_SLOWDOWN of it), and each
+call that succeeds adds back 1/RECOVERY_CALLS of the configured rate. Refusals of calls
+that started before the last slow-down were paced at the old rate and say nothing new:
+they do not halve it again. A short cautious stretch costs far less than the Retry-After
+that another 429 would.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 MARGIN = 1.1
+MAX_SLOWDOWN = 16.0
+RECOVERY_CALLS = 32
 
 
 class Pacer:
@@ -26,16 +36,37 @@ class Pacer:
     ) -> None:
         if rps <= 0:
             raise ValueError("rps must be positive")
-        self._interval = MARGIN / rps
+        self._full_rate = rps / MARGIN
+        self._rate = self._full_rate
         self._clock = clock
         self._sleep = sleep
-        self._next = float("-inf")
+        self._last = float("-inf")
+        self._slowed_at = float("-inf")
+        self._turn = asyncio.Lock()  # FIFO: callers start in the order they asked
 
-    async def wait(self) -> None:
-        """Return at this caller's start time. A cancelled wait keeps its slot used:
-        cheaper than re-planning every later caller, and it only errs on the slow side."""
-        now = self._clock()
-        start = max(now, self._next)
-        self._next = start + self._interval
-        if start > now:
-            await self._sleep(start - now)
+    @property
+    def rate(self) -> float:
+        """Starts per second allowed now (MARGIN and any slow-down applied)."""
+        return self._rate
+
+    async def wait(self) -> float:
+        """Return at this caller's start time (the clock's). A cancelled wait gives its
+        turn away."""
+        async with self._turn:
+            delay = self._last + 1.0 / self._rate - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            self._last = self._clock()
+            return self._last
+
+    def slow_down(self, started: float) -> None:
+        """The provider refused the call that started at `started` as too fast: halve
+        the rate (multiplicative), once per slow-down."""
+        if started <= self._slowed_at:
+            return
+        self._slowed_at = self._clock()
+        self._rate = max(self._full_rate / MAX_SLOWDOWN, self._rate / 2)
+
+    def succeeded(self) -> None:
+        """A call went through: win back a little of the rate (additive)."""
+        self._rate = min(self._full_rate, self._rate + self._full_rate / RECOVERY_CALLS)

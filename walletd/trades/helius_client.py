@@ -142,7 +142,7 @@ class HeliusClient:
         """One request; every failure becomes an UpstreamFailure saying if a retry helps."""
         async with self._slots:
             # Paced once a slot is ours: the start we reserve is then the one we keep.
-            await self._pacers[endpoint].wait()
+            started = await self._pacers[endpoint].wait()
             try:
                 async with self._session().post(
                     url, params=self._params, json=body, timeout=self._timeout
@@ -154,6 +154,11 @@ class HeliusClient:
         if status in (401, 403):
             log.critical("upstream_auth_rejected", extra={"endpoint": endpoint, "status": status})
             raise UpstreamFailure(f"HTTP {status}", retryable=False, status=status)
+        pacer = self._pacers[endpoint]
+        if status == 429:
+            pacer.slow_down(started)  # our spacing was not enough where Helius measures it
+        elif status == 200:
+            pacer.succeeded()
         if status == 429 or status >= 500:
             raise UpstreamFailure(
                 f"HTTP {status}",
