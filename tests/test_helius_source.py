@@ -116,6 +116,20 @@ async def test_a_429_slows_the_pacer_down_then_it_recovers(serve, fake):
     assert max(gaps[-3:]) < 1.5 * full
 
 
+async def test_later_batches_keep_coming_while_one_waits_out_retry_after(serve, fake):
+    fake.faults.transactions.inject("status", times=1, skip=1, status=429, retry_after=1)
+    client = await serve(**fake.env)
+    stream = parse(await (await client.get(STREAM.format(BIG))).read())
+    assert stream.trades == await demo_trades(BIG, 2500)
+    calls = fake.calls("transactions")
+    refused = next(c for c in calls if c.status == 429)
+    retry = next(c for c in calls if c.t > refused.t and c.asked == refused.asked)
+    assert retry.t - refused.t >= 1.0
+    meanwhile = [c for c in calls if refused.t < c.t < retry.t]
+    # The usual window is 4 batches; while the refused one waits, the window widens.
+    assert len(meanwhile) >= 8
+
+
 async def test_short_batches_are_completed(serve, fake):
     fake.faults.transactions.inject("short", times=1, drop=7)
     client = await serve(**fake.env)

@@ -6,6 +6,10 @@ concurrently (up to `lookahead` batches in flight). Batches are yielded strictly
 signature order, newest first, as soon as the oldest outstanding one arrives: the first
 trades go out long before the whole history is listed, and memory stays bounded by the
 batches in flight.
+
+While a call waits out a Retry-After or a backoff, the window widens to `max_lookahead`:
+later batches keep coming at the paced rate instead of the whole pipeline idling for a
+second behind the oldest one (a 429 then costs almost nothing, bench/README.md).
 """
 
 from __future__ import annotations
@@ -19,31 +23,50 @@ from typing import Any
 from walletd.trades.helius_client import SIGNATURES_PAGE, TRANSACTIONS_BATCH, HeliusClient
 from walletd.trades.source import TxPage
 
+_RETRY_POLL_S = 0.05  # how soon a waiting pipeline notices a call sleeping to retry
+
 
 class HeliusSource:
     """TradeSource over a HeliusClient; the client owns pacing, retries and the breaker."""
 
-    def __init__(self, client: HeliusClient, *, lookahead: int = 4) -> None:
+    def __init__(
+        self, client: HeliusClient, *, lookahead: int = 4, max_lookahead: int = 32
+    ) -> None:
         self._client = client
         self._lookahead = lookahead
+        self._max_lookahead = max(lookahead, max_lookahead)
 
     async def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
         batches = _signature_batches(self._client, wallet, before)
         pending: deque[tuple[list[dict[str, Any]], asyncio.Task[list[dict[str, Any]]]]] = deque()
         try:
             exhausted = False
+
+            async def extend() -> None:
+                nonlocal exhausted
+                records = await anext(batches, None)
+                if records is None:
+                    exhausted = True
+                else:
+                    pending.append((records, asyncio.create_task(self._fetch(records))))
+
             while True:
                 while not exhausted and len(pending) < self._lookahead:
-                    records = await anext(batches, None)
-                    if records is None:
-                        exhausted = True
-                        break
-                    pending.append((records, asyncio.create_task(self._fetch(records))))
+                    await extend()
                 if not pending:
                     return
-                records, task = pending.popleft()
-                transactions = await task
-                yield TxPage(transactions, records[-1]["signature"])
+                records, task = pending[0]
+                while not task.done():
+                    if (
+                        self._client.waiting_to_retry
+                        and not exhausted
+                        and len(pending) < self._max_lookahead
+                    ):
+                        await extend()
+                    else:
+                        await asyncio.wait({task}, timeout=_RETRY_POLL_S)
+                pending.popleft()
+                yield TxPage(task.result(), records[-1]["signature"])
         finally:
             for _, task in pending:
                 task.cancel()

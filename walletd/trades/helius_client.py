@@ -66,6 +66,13 @@ class HeliusClient:
             max_retries=settings.helius_max_retries, deadline_s=settings.helius_retry_deadline_s
         )
         self._rpc_id = 0
+        self._waiting = 0
+
+    @property
+    def waiting_to_retry(self) -> int:
+        """Calls now sleeping out a backoff or Retry-After: the pipeline may look further
+        ahead meanwhile (HeliusSource)."""
+        return self._waiting
 
     async def signatures(
         self, address: str, before: str | None, limit: int = SIGNATURES_PAGE
@@ -126,7 +133,10 @@ class HeliusClient:
         async with self._breaker.call():
             try:
                 return await with_retries(
-                    lambda: self._attempt(endpoint, url, body), self._policy, on_retry=retried
+                    lambda: self._attempt(endpoint, url, body),
+                    self._policy,
+                    on_retry=retried,
+                    sleep=self._wait_to_retry,
                 )
             except UpstreamFailure as exc:
                 if exc.rpc_code != _UNKNOWN_CURSOR:
@@ -137,6 +147,13 @@ class HeliusClient:
                     raise DataFetchError(f"{endpoint}: {exc}") from exc
         # Outside the breaker: the upstream answered properly, the cursor was ours.
         raise UnknownEventId(f"{endpoint}: the upstream does not know the cursor")
+
+    async def _wait_to_retry(self, seconds: float) -> None:
+        self._waiting += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._waiting -= 1
 
     async def _attempt(self, endpoint: str, url: str, body: dict[str, Any]) -> Any:
         """One request; every failure becomes an UpstreamFailure saying if a retry helps."""
