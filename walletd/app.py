@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from walletd.appkeys import BREAKER, HISTORY, LIFECYCLE, SETTINGS, SOURCE, STREAMS
+from walletd import redis_client
+from walletd.appkeys import BREAKER, HISTORY, LIFECYCLE, REDIS, SETTINGS, SOURCE, STREAMS
 from walletd.boundary import (
     PARSER_LIMITS,
     error_boundary,
@@ -27,6 +28,7 @@ from walletd.trades.demo import DemoSource
 from walletd.trades.helius import HeliusSource
 from walletd.trades.helius_client import HeliusClient
 from walletd.trades.history import HistoryCache
+from walletd.trades.shared_history import SharedHistories
 from walletd.trades.source import TradeSource
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,21 @@ def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.
     app[STREAMS] = StreamRegistry()
     app[BREAKER] = CircuitBreaker()
     app[SOURCE] = source if source is not None else _select_source(settings, app[BREAKER])
+    shared = None
+    if settings.redis_url:
+        app[REDIS] = redis_client.connect(settings.redis_url)
+        shared = SharedHistories(
+            app[REDIS],
+            prefix=settings.redis_prefix,
+            ttl_s=settings.cache_ttl_s,
+            max_trades=settings.cache_max_trades,
+        )
     app[HISTORY] = HistoryCache(
         app[SOURCE],
         ttl_s=settings.cache_ttl_s,
         max_trades=settings.cache_max_trades,
         batch_size=settings.sse_batch_size,
+        shared=shared,
     )
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
     app.cleanup_ctx.append(housekeeping)
@@ -81,6 +93,8 @@ def _close_sources(*, owns_source: bool):  # type: ignore[no-untyped-def]
         await app[HISTORY].close()
         if owns_source:
             await app[SOURCE].close()
+        if REDIS in app:
+            await app[REDIS].aclose()
 
     return ctx
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis.asyncio as redis
 from aiohttp import web
 
 from walletd.breaker import CircuitBreaker
@@ -17,4 +18,5 @@ BREAKER = web.AppKey("breaker", CircuitBreaker)
 HISTORY = web.AppKey("history", HistoryCache)
 STREAMS = web.AppKey("streams", StreamRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+REDIS = web.AppKey("redis", redis.Redis)  # only when REDIS_URL is set
 REQUEST_ID = web.RequestKey("request_id", str)

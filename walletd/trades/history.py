@@ -16,8 +16,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 
@@ -68,16 +69,29 @@ class ScannedPage:
         return frame[begin : self.ends[stop - 1]]
 
 
-def scan_page(
-    page: TxPage, wallet: str, seen: set[str], *, batch_size: int, batches: int, total: int
-) -> ScannedPage:
-    """Parse, encode and frame one page. `seen` keeps one trade per signature across
-    pages; `batches` and `total` are the recording's counts before this page."""
+@dataclass(frozen=True, slots=True)
+class ParsedPage:
+    """A page's trades, parsed and encoded but not yet framed: what the shared cache
+    stores (frames depend on SSE_BATCH_SIZE and on the pages before, so they are not)."""
+
+    scanned: int
+    signatures: tuple[str, ...]
+    positions: tuple[int, ...]
+    facts: tuple[TradeFacts, ...]
+    objects: tuple[bytes, ...]  # each trade's JSON object
+
+    @classmethod
+    def of(cls, page: ScannedPage) -> ParsedPage:
+        objects = tuple(bytes(page.body(i, i + 1)) for i in range(len(page)))
+        return cls(page.scanned, page.signatures, page.positions, page.facts, objects)
+
+
+def parse_page(page: TxPage, wallet: str, seen: set[str]) -> ParsedPage:
+    """Parse and encode one page. `seen` keeps one trade per signature across pages."""
     signatures: list[str] = []
     positions: list[int] = []
     facts: list[TradeFacts] = []
     objects: list[bytes] = []
-    summary = TradeSummary()
     for position, tx in enumerate(page.transactions):
         trade = parse_transaction(tx, wallet)
         if trade is None or trade.signature in seen:
@@ -91,7 +105,18 @@ def scan_page(
         signatures.append(trade.signature)
         positions.append(position)
         facts.append(facts_of(trade))
-        summary.add(facts[-1])
+    return ParsedPage(
+        len(page.transactions), tuple(signatures), tuple(positions), tuple(facts), tuple(objects)
+    )
+
+
+def frame_page(page: ParsedPage, *, batch_size: int, batches: int, total: int) -> ScannedPage:
+    """Summarise and frame one parsed page; `batches` and `total` are the recording's
+    counts before this page."""
+    summary = TradeSummary()
+    for facts in page.facts:
+        summary.add(facts)
+    objects, signatures = page.objects, page.signatures
     frames: list[bytes] = []
     last_ids: list[str] = []
     totals: list[int] = []
@@ -111,10 +136,10 @@ def scan_page(
         body_starts.append(len(prefix))
         frames.append(b"".join((prefix, b",".join(batch), sse.trades_suffix(batches, total))))
     return ScannedPage(
-        scanned=len(page.transactions),
-        signatures=tuple(signatures),
-        positions=tuple(positions),
-        facts=tuple(facts),
+        scanned=page.scanned,
+        signatures=signatures,
+        positions=page.positions,
+        facts=page.facts,
         summary=summary,
         batch_size=batch_size,
         frames=tuple(frames),
@@ -125,13 +150,35 @@ def scan_page(
     )
 
 
+def scan_page(
+    page: TxPage, wallet: str, seen: set[str], *, batch_size: int, batches: int, total: int
+) -> ScannedPage:
+    """Parse, encode and frame one page (see parse_page and frame_page)."""
+    parsed = parse_page(page, wallet, seen)
+    return frame_page(parsed, batch_size=batch_size, batches=batches, total=total)
+
+
+class SharedStore(Protocol):
+    """Where finished histories are shared between processes (shared_history.py)."""
+
+    async def load(self, wallet: str, before: str | None) -> list[ParsedPage] | None: ...
+
+    async def save(self, wallet: str, before: str | None, pages: Sequence[ParsedPage]) -> None: ...
+
+
 class Recording:
     """One wallet's history from one cursor, fetched on demand and shared by readers."""
 
     def __init__(
-        self, pages: AsyncIterator[TxPage], wallet: str, now: float, batch_size: int
+        self,
+        pages: AsyncIterator[TxPage | ParsedPage],
+        wallet: str,
+        now: float,
+        batch_size: int,
+        on_complete: Callable[[Recording], None] | None = None,
     ) -> None:
         self._pages = pages
+        self._on_complete = on_complete
         self._wallet = wallet
         self._batch_size = batch_size
         self._batches = 0  # `trades` events framed so far, as every reader numbers them
@@ -167,6 +214,9 @@ class Recording:
                 self._summaries[pages] = summary
         return summary.copy()
 
+    def parsed_pages(self) -> list[ParsedPage]:
+        return [ParsedPage.of(page) for page in self._scanned]
+
     def peek(self, index: int) -> ScannedPage | None:
         """The `index`-th page if it is already scanned, without waiting."""
         return self._scanned[index] if index < len(self._scanned) else None
@@ -198,16 +248,15 @@ class Recording:
         taken from the source but not recorded would be a silent gap for later readers."""
         try:
             page = await anext(self._pages)
-            scanned = scan_page(
-                page,
-                self._wallet,
-                self._seen,
-                batch_size=self._batch_size,
-                batches=self._batches,
-                total=self.trade_count,
+            if isinstance(page, TxPage):
+                page = parse_page(page, self._wallet, self._seen)
+            scanned = frame_page(
+                page, batch_size=self._batch_size, batches=self._batches, total=self.trade_count
             )
         except StopAsyncIteration:
             self.done = True
+            if self._on_complete is not None:
+                self._on_complete(self)
         except asyncio.CancelledError:
             self._error = _cancelled()
             raise
@@ -259,14 +308,16 @@ class HistoryCache:
         max_trades: int,
         batch_size: int = 100,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedStore | None = None,
     ) -> None:
         self._source = source
+        self._shared = shared
         self._batch_size = batch_size
         self._ttl_s = ttl_s
         self._max_trades = max_trades
         self._clock = clock
         self._recordings: OrderedDict[tuple[str, str | None], Recording] = OrderedDict()
-        self._closing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._recordings)
@@ -278,8 +329,7 @@ class HistoryCache:
         key = (wallet, before)
         recording = self._recordings.get(key)
         if recording is None or recording.failed:
-            pages = self._source.pages(wallet, before)
-            recording = Recording(pages, wallet, self._clock(), self._batch_size)
+            recording = self._record(wallet, before)
             self._recordings[key] = recording
         self._recordings.move_to_end(key)
         recording.readers += 1
@@ -291,6 +341,35 @@ class HistoryCache:
             if recording.failed and self._recordings.get(key) is recording:
                 del self._recordings[key]  # never serve a failure from the cache
             self._expire()
+
+    def _record(self, wallet: str, before: str | None) -> Recording:
+        """A new recording: from the shared store when it has the history, else from the
+        source, stored there once complete."""
+        if self._shared is None:
+            source = self._source.pages(wallet, before)
+            return Recording(source, wallet, self._clock(), self._batch_size)
+        shared, fetched = self._shared, False
+
+        async def pages() -> AsyncIterator[TxPage | ParsedPage]:
+            nonlocal fetched
+            stored = await shared.load(wallet, before)
+            if stored is not None:
+                for parsed in stored:
+                    yield parsed
+                return
+            fetched = True
+            upstream = self._source.pages(wallet, before)
+            try:
+                async for page in upstream:
+                    yield page
+            finally:
+                await upstream.aclose()  # type: ignore[attr-defined]
+
+        def store(recording: Recording) -> None:
+            if fetched:
+                self._spawn(shared.save(wallet, before, recording.parsed_pages()))
+
+        return Recording(pages(), wallet, self._clock(), self._batch_size, on_complete=store)
 
     def sweep(self) -> None:
         """Drop recordings unused for `ttl_s` or over the bound; run periodically too,
@@ -309,14 +388,22 @@ class HistoryCache:
                 self._close_later(recording)
 
     def _close_later(self, recording: Recording) -> None:
-        task = asyncio.get_running_loop().create_task(recording.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._spawn(recording.close())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Background work that close() waits for."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         recordings = list(self._recordings.values())
         self._recordings.clear()
         for recording in recordings:
             await recording.close()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for background work: closing expired recordings, sharing finished ones."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
