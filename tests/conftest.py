@@ -13,6 +13,7 @@ import redis_server
 from aiohttp.test_utils import TestClient
 
 from walletd.app import create_app
+from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
 from walletd.logs import AccessLogger
 from walletd.trades.source import TradeSource
@@ -32,8 +33,10 @@ def make_settings(**env: Any) -> Settings:
 def serve(aiohttp_server: Any, aiohttp_client: Any) -> ServeFn:
     """Start walletd on a real socket: `client = await serve(SSE_BATCH_SIZE=7, source=...)`."""
 
-    async def start(source: TradeSource | None = None, **env: Any) -> TestClient[Any, Any]:
-        app = create_app(make_settings(**env), source=source)
+    async def start(
+        source: TradeSource | None = None, breaker: CircuitBreaker | None = None, **env: Any
+    ) -> TestClient[Any, Any]:
+        app = create_app(make_settings(**env), source=source, breaker=breaker)
         server = await aiohttp_server(app, access_log_class=AccessLogger)
         client: TestClient[Any, Any] = await aiohttp_client(server)
         return client

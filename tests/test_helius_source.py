@@ -11,6 +11,7 @@ from conftest import WALLET
 from fake_helius import FakeHelius
 from sse_client import parse, read_events
 
+from walletd.breaker import CircuitBreaker, CircuitState
 from walletd.pacing import MARGIN
 from walletd.trades.demo import LARGE_DEMO_WALLET, DemoSource
 from walletd.trades.parse import parse_transaction
@@ -166,6 +167,61 @@ async def test_upstream_down_gives_fetch_errors_then_the_circuit_opens(serve, fa
     assert len(fake.log) == calls  # the upstream was not asked
     ready = await (await client.get("/ready")).json()
     assert ready["reasons"] == ["upstream_circuit_open"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def open_circuit(serve, fake, clock):
+    """A walletd whose circuit the failing upstream has opened."""
+    fake.faults.rpc.inject("status", times=None, status=503)
+    breaker = CircuitBreaker(clock=clock)
+    client = await serve(**fake.env, HELIUS_MAX_RETRIES=0, CACHE_TTL=0, breaker=breaker)
+    for _ in range(3):
+        stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+        assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
+    assert breaker.state is CircuitState.OPEN
+    return client, breaker
+
+
+async def test_after_the_open_period_one_probe_closes_the_circuit(serve, fake):
+    clock = Clock()
+    client, breaker = await open_circuit(serve, fake, clock)
+    fake.faults.rpc.clear()  # the upstream is back, but the circuit is still open
+    clock.now += 29
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].data["code"] == "SERVICE_UNAVAILABLE"
+    assert stream.events[-1].data["retry_after"] == 1
+    calls = len(fake.log)
+    clock.now += 1
+    assert (await (await client.get("/ready")).json())["reasons"] == ["upstream_circuit_open"]
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].name == "complete"
+    assert stream.trades == await demo_trades(WALLET)
+    assert breaker.state is CircuitState.CLOSED
+    assert fake.log[calls].endpoint == "rpc"  # the probe was the first call, then the rest
+    ready = await client.get("/ready")
+    assert ready.status == 200 and (await ready.json())["status"] == "ok"
+
+
+async def test_a_failed_probe_opens_the_circuit_for_another_period(serve, fake):
+    clock = Clock()
+    client, breaker = await open_circuit(serve, fake, clock)
+    clock.now += 30
+    calls = len(fake.log)
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
+    assert len(fake.log) == calls + 1  # one probe, no retries
+    assert breaker.state is CircuitState.OPEN
+    stream = parse(await (await client.get(STREAM.format(WALLET))).read())
+    assert stream.events[-1].data["code"] == "SERVICE_UNAVAILABLE"
+    assert stream.events[-1].data["retry_after"] == 30
+    assert len(fake.log) == calls + 1
 
 
 async def test_unknown_cursor_is_refused_before_the_stream(serve, fake):

@@ -37,8 +37,14 @@ log = logging.getLogger(__name__)
 STREAM_ROUTE = "/v4/wallet/{address:[^/]*}/stream"
 
 
-def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.Application:
-    """The walletd application. `source` overrides the one the settings select (tests)."""
+def create_app(
+    settings: Settings,
+    *,
+    source: TradeSource | None = None,
+    breaker: CircuitBreaker | None = None,
+) -> web.Application:
+    """The walletd application. `source` overrides the one the settings select, and
+    `breaker` the upstream circuit breaker (tests: its clock)."""
     app = web.Application(
         middlewares=[
             request_context,  # 1. request id and log context, so every line below has them
@@ -51,7 +57,7 @@ def create_app(settings: Settings, *, source: TradeSource | None = None) -> web.
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[STREAMS] = StreamRegistry()
-    app[BREAKER] = CircuitBreaker()
+    app[BREAKER] = breaker if breaker is not None else CircuitBreaker()
     app[SOURCE] = source if source is not None else _select_source(settings, app[BREAKER])
     shared = None
     if settings.redis_url:
