@@ -8,7 +8,18 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from walletd import redis_client
-from walletd.appkeys import BREAKER, HISTORY, LIFECYCLE, REDIS, SETTINGS, SOURCE, STREAMS
+from walletd.access import access_control, limits_lifetime, rate_limit_headers, revocation_watch
+from walletd.appkeys import (
+    BREAKER,
+    HISTORY,
+    KEYSTORE,
+    LIFECYCLE,
+    LIMITS,
+    REDIS,
+    SETTINGS,
+    SOURCE,
+    STREAMS,
+)
 from walletd.boundary import (
     PARSER_LIMITS,
     error_boundary,
@@ -21,7 +32,9 @@ from walletd.config import Settings
 from walletd.errors import ServerShutdown
 from walletd.health import health, ready
 from walletd.housekeeping import housekeeping
+from walletd.keys import open_keystore
 from walletd.lifecycle import Lifecycle, Phase
+from walletd.limits import Limits
 from walletd.registry import StreamRegistry
 from walletd.stream import stream_handler
 from walletd.trades.demo import DemoSource
@@ -50,13 +63,18 @@ def create_app(
             request_context,  # 1. request id and log context, so every line below has them
             error_boundary,  # 2. renders WalletdError once; everything inside may just raise
             request_limits,  # 3. oversized request lines and headers, before any work
-            # 4. auth (who is calling) and 5. rate_limit (needs the key) go here.
+            access_control,  # 4. who is calling, how often, with what scope
         ],
         handler_args=PARSER_LIMITS,
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[STREAMS] = StreamRegistry()
+    app[LIMITS] = Limits(settings)
+    if settings.api_key_required:
+        app[KEYSTORE] = open_keystore(settings)
+        app.cleanup_ctx.append(revocation_watch)
+    app.cleanup_ctx.append(limits_lifetime)
     app[BREAKER] = breaker if breaker is not None else CircuitBreaker()
     app[SOURCE] = source if source is not None else _select_source(settings, app[BREAKER])
     shared = None
@@ -80,6 +98,7 @@ def create_app(
     app.on_startup.append(_mark_ready)
     app.on_shutdown.append(_drain_streams)
     app.on_response_prepare.append(response_headers)
+    app.on_response_prepare.append(rate_limit_headers)
     app.router.add_get(STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/ready", ready, name="ready")

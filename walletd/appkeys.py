@@ -7,7 +7,9 @@ from aiohttp import web
 
 from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
+from walletd.keys import KeyRecord, KeyStore
 from walletd.lifecycle import Lifecycle
+from walletd.limits import Limits, Verdict
 from walletd.registry import StreamRegistry
 from walletd.trades.history import HistoryCache
 from walletd.trades.source import TradeSource
@@ -19,4 +21,10 @@ HISTORY = web.AppKey("history", HistoryCache)
 STREAMS = web.AppKey("streams", StreamRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REDIS = web.AppKey("redis", redis.Redis)  # only when REDIS_URL is set
+KEYSTORE = web.AppKey("keystore", KeyStore)  # only when API_KEY_REQUIRED
+LIMITS = web.AppKey("limits", Limits)
 REQUEST_ID = web.RequestKey("request_id", str)
+CLIENT_IP = web.RequestKey("client_ip", str)
+API_KEY = web.RequestKey("api_key", KeyRecord)  # the caller's key, when keys are required
+SUBJECT = web.RequestKey("subject", str)  # whom limits count: "key:<id>" or "ip:<address>"
+VERDICT = web.RequestKey("verdict", Verdict)  # this request's rate-limit outcome

@@ -1,4 +1,4 @@
-"""The `walletd` command: serve | check-config."""
+"""The `walletd` command: serve | check-config | keys."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from walletd import __version__
+from walletd import __version__, keys_cli
 from walletd.app import create_app
 from walletd.appkeys import STREAMS
 from walletd.config import ConfigError, Settings
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: HOST, or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default: PORT, or 8080)")
     commands.add_parser("check-config", help="print effective settings, secrets masked")
+    keys_cli.add_parser(commands)
     return parser
 
 
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(json.dumps(settings.masked(), indent=2, sort_keys=True))
         return 0
+    if args.command == "keys":
+        return keys_cli.run(args, settings)
     return serve(settings, host=args.host, port=args.port)
 
 

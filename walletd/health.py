@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from walletd.appkeys import BREAKER, LIFECYCLE
+from walletd.appkeys import BREAKER, LIFECYCLE, LIMITS
 from walletd.breaker import CircuitState
 from walletd.lifecycle import Phase
 
@@ -25,4 +25,6 @@ async def ready(request: web.Request) -> web.Response:
     reasons: list[str] = []
     if request.app[BREAKER].state is not CircuitState.CLOSED:
         reasons.append("upstream_circuit_open")
+    if request.app[LIMITS].degraded:
+        reasons.append("redis_unreachable")  # serving on per-process limits meanwhile
     return web.json_response({"status": "degraded" if reasons else "ok", "reasons": reasons})

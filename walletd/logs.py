@@ -15,14 +15,24 @@ from walletd.appkeys import REQUEST_ID
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+client_ip_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "client_ip", default=None
+)
+api_key_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "api_key", default=None
+)  # always masked (keys.mask_key) before it is set
+_CONTEXT = (("request_id", request_id_var), ("client_ip", client_ip_var), ("api_key", api_key_var))
 
 
 class ContextFilter(logging.Filter):
     """Copies the correlation ids of the current task onto every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+        for name, var in _CONTEXT:
+            if not hasattr(record, name):
+                value = var.get()
+                if value is not None or name == "request_id":
+                    setattr(record, name, value)
         return True
 
 

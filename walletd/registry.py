@@ -11,6 +11,7 @@ from walletd.errors import WalletdError
 
 class Stoppable(Protocol):
     stream_id: str
+    key_id: str | None  # the API key it runs under, when keys are required
 
     def stop(self, reason: WalletdError) -> None: ...
 

@@ -17,7 +17,16 @@ from typing import Any
 from aiohttp import web
 
 from walletd import sse
-from walletd.appkeys import HISTORY, LIFECYCLE, REQUEST_ID, SETTINGS, STREAMS
+from walletd.appkeys import (
+    API_KEY,
+    HISTORY,
+    LIFECYCLE,
+    LIMITS,
+    REQUEST_ID,
+    SETTINGS,
+    STREAMS,
+    SUBJECT,
+)
 from walletd.config import Settings
 from walletd.errors import (
     InternalError,
@@ -77,18 +86,23 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
             retry_after=1,
             message="The server is shutting down; retry on another instance",
         )
-    # Seam: the per-key stream slot (TOO_MANY_STREAMS) is acquired here, before
-    # prepare(), and released in the `finally` below on every way a stream ends.
-    async with app[HISTORY].open(wallet, cursor) as recording:
-        if cursor is not None:
-            await _check_cursor(recording)
-        stream = WalletStream(request, wallet, cursor, limit)
-        registry = app[STREAMS]
-        registry.add(stream)
-        try:
-            await stream.run(recording)
-        finally:
-            registry.discard(stream)
+    stream_id = str(uuid.uuid4())
+    # The caller's stream slot (TOO_MANY_STREAMS), held before prepare() and released
+    # however the stream ends: complete, error, disconnect, timeout, reaper, shutdown.
+    lease = await app[LIMITS].acquire_stream(request[SUBJECT], stream_id)
+    try:
+        async with app[HISTORY].open(wallet, cursor) as recording:
+            if cursor is not None:
+                await _check_cursor(recording)
+            stream = WalletStream(request, wallet, cursor, limit, stream_id)
+            registry = app[STREAMS]
+            registry.add(stream)
+            try:
+                await stream.run(recording)
+            finally:
+                registry.discard(stream)
+    finally:
+        await asyncio.shield(lease.release())  # a cancelled handler still frees its slot
     return stream.response
 
 
@@ -118,6 +132,7 @@ class WalletStream:
         "bytes_sent",
         "cursor",
         "events",
+        "key_id",
         "last_event_id",
         "last_write",
         "limit",
@@ -133,13 +148,17 @@ class WalletStream:
         "wallet",
     )
 
-    def __init__(self, request: web.Request, wallet: str, cursor: str | None, limit: int) -> None:
+    def __init__(
+        self, request: web.Request, wallet: str, cursor: str | None, limit: int, stream_id: str
+    ) -> None:
         self.request = request
         self.settings = request.app[SETTINGS]
         self.wallet = wallet
         self.cursor = cursor
         self.limit = limit
-        self.stream_id = str(uuid.uuid4())
+        self.stream_id = stream_id
+        record = request.get(API_KEY)
+        self.key_id = None if record is None else record.id
         self.response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",

@@ -1,0 +1,174 @@
+"""Access control (SPEC §3): who is calling, how often, and what they may do.
+
+One middleware, in this order: identify the caller (an API key when keys are required,
+else the client address), count the request against the caller's sliding window, then
+check the key's scope. Counting before the scope check follows the SPEC: every
+authenticated request counts, whatever its outcome, except those the limiter refuses.
+Routes without a scope (/health, /ready) are neither authenticated nor counted: load
+balancers poll them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from walletd.appkeys import (
+    API_KEY,
+    CLIENT_IP,
+    KEYSTORE,
+    LIMITS,
+    SETTINGS,
+    STREAMS,
+    SUBJECT,
+    VERDICT,
+)
+from walletd.boundary import Handler
+from walletd.config import IPNetwork
+from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
+from walletd.keys import authenticate, mask_key
+from walletd.logs import api_key_var, client_ip_var
+from walletd.registry import Stoppable
+
+log = logging.getLogger(__name__)
+
+# Route name -> the scope a key needs for it. Unlisted routes are public.
+ROUTE_SCOPES = {"stream": "stream", "metrics": "metrics"}
+_BEARER = "bearer "
+
+
+@web.middleware
+async def access_control(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
+    request[CLIENT_IP] = ip
+    client_ip_var.set(ip)
+    scope = ROUTE_SCOPES.get(request.match_info.route.name or "")
+    if scope is None:
+        return await handler(request)
+    app = request.app
+    record = None
+    if app[SETTINGS].api_key_required:
+        key = presented_key(request)
+        if key is None:
+            raise AuthRequired()
+        api_key_var.set(mask_key(key))
+        record = await authenticate(app[KEYSTORE], key, time.time())
+        request[API_KEY] = record
+        subject = f"key:{record.id}"
+    else:
+        subject = f"ip:{ip}"
+    request[SUBJECT] = subject
+    verdict = await app[LIMITS].hit(subject)
+    request[VERDICT] = verdict
+    if not verdict.allowed:
+        raise RateLimited(f"{subject} over its window", retry_after=verdict.retry_after_s)
+    if record is not None and scope not in record.scopes:
+        raise Forbidden(f"key {record.id} lacks scope {scope}")
+    return await handler(request)
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key from `Authorization: Bearer`, else `X-API-Key`, else `?api_key=`.
+
+    An Authorization header of another scheme is a key we cannot read: rather than
+    silently ignoring it (and answering AUTH_REQUIRED), it is refused as invalid.
+    """
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        if authorization[: len(_BEARER)].lower() != _BEARER:
+            raise InvalidApiKey("Authorization header without a Bearer key")
+        return authorization[len(_BEARER) :].strip()
+    return request.headers.get("X-API-Key") or request.query.get("api_key") or None
+
+
+def client_ip(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
+    """The caller's address: the peer, or, when the peer is a trusted proxy, the last
+    address in X-Forwarded-For that is not itself a trusted proxy (the rightmost
+    entries were added by our proxies; anything left of them the client could forge)."""
+    peer = request.remote or ""
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop if _is_ip(hop) else peer
+    return peer
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
+async def rate_limit_headers(request: web.Request, resp: web.StreamResponse) -> None:
+    """RateLimit-* on every counted response (on_response_prepare: streams included)."""
+    verdict = request.get(VERDICT)
+    if verdict is None:
+        return
+    resp.headers["RateLimit-Limit"] = str(verdict.limit)
+    resp.headers["RateLimit-Remaining"] = str(verdict.remaining)
+    resp.headers["RateLimit-Reset"] = str(math.ceil(verdict.reset_s))
+
+
+REVOCATION_CHECK_S = 1.0
+
+
+async def end_revoked_streams(app: web.Application) -> None:
+    """End the open streams of keys revoked or expired since they started, with an
+    INVALID_API_KEY event. Each distinct key is looked up once per pass."""
+    by_key: dict[str, list[Stoppable]] = {}
+    for stream in app[STREAMS]:
+        if stream.key_id is not None:
+            by_key.setdefault(stream.key_id, []).append(stream)
+    now = time.time()
+    for key_id, streams in by_key.items():
+        record = await app[KEYSTORE].get(key_id)
+        if record is None or not record.usable(now):
+            log.info("streams_revoked", extra={"key_id": key_id, "streams": len(streams)})
+            for stream in streams:
+                stream.stop(InvalidApiKey(f"key {key_id} revoked or expired"))
+
+
+async def revocation_watch(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: re-check open streams' keys every REVOCATION_CHECK_S."""
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(REVOCATION_CHECK_S)
+            try:
+                await end_revoked_streams(app)
+            except Exception:
+                log.exception("revocation_check_failed")
+
+    task = asyncio.create_task(watch(), name="revocation-watch")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def limits_lifetime(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the limiter (and its Redis tasks) and the key store live with the app."""
+    await app[LIMITS].start()
+    yield
+    await app[LIMITS].close()
+    if KEYSTORE in app:
+        await app[KEYSTORE].close()
