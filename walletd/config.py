@@ -71,6 +71,14 @@ class Settings:
     rate_limit_streaming_connections: int = 10
     stream_lease_ttl_s: float = 30.0
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Observability (SPEC §5, §7)
+    metrics_port: int | None = None
+    stale_stream_timeout_s: float = 300.0
+    system_metrics_interval_s: float = 15.0
+    error_rate_window_s: float = 300.0
+    alert_error_rate: float = 10.0  # percent of finished streams
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    sentry_dsn: str | None = field(default=None, repr=False)
     # Feature flags (SPEC §6)
     feature_progress_events: bool = True
 
@@ -152,6 +160,19 @@ class Settings:
                 "STREAM_LEASE_TTL", base.stream_lease_ttl_s, lo=0.1, hi=3600
             ),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            metrics_port=reader.optional_integer("METRICS_PORT", lo=1, hi=65535),
+            stale_stream_timeout_s=reader.number(
+                "STALE_STREAM_TIMEOUT", base.stale_stream_timeout_s, lo=0.1, hi=86_400
+            ),
+            system_metrics_interval_s=reader.number(
+                "SYSTEM_METRICS_INTERVAL", base.system_metrics_interval_s, lo=0.1, hi=3600
+            ),
+            error_rate_window_s=reader.number(
+                "ERROR_RATE_WINDOW", base.error_rate_window_s, lo=1, hi=86_400
+            ),
+            alert_error_rate=reader.number("ALERT_ERROR_RATE", base.alert_error_rate, lo=0, hi=100),
+            alert_webhook_url=reader.optional_url("ALERT_WEBHOOK_URL"),
+            sentry_dsn=reader.optional_url("SENTRY_DSN", credentials=True),
             feature_progress_events=reader.flag(
                 "FEATURE_PROGRESS_EVENTS", base.feature_progress_events
             ),
@@ -247,6 +268,8 @@ class EnvReader:
         return self._get(name, (), convert)
 
     def url(self, name: str, default: str) -> str:
+        """A base URL: no query, fragment or credentials (a key belongs in its own variable)."""
+
         def convert(raw: str) -> str:
             parsed = urlsplit(raw)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -256,6 +279,23 @@ class EnvReader:
             return raw.rstrip("/")
 
         return self._get(name, default, convert, echo=False)
+
+    def optional_url(self, name: str, *, credentials: bool = False) -> str | None:
+        """An http(s) URL that may carry a token (query, or user part when `credentials`,
+        as a Sentry DSN does); never echoed."""
+
+        def convert(raw: str) -> str:
+            parsed = urlsplit(raw)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError("expected an http(s) URL")
+            if (parsed.username or parsed.password) and not credentials:
+                raise ValueError("expected a URL without credentials")
+            return raw
+
+        return self._get(name, None, convert, echo=False)
+
+    def optional_integer(self, name: str, *, lo: int, hi: int) -> int | None:
+        return self._get(name, None, _bounded_integer(lo, hi))
 
     def choice(
         self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False
@@ -279,16 +319,7 @@ class EnvReader:
         return self._get(name, default, convert)
 
     def integer(self, name: str, default: int, *, lo: int, hi: int) -> int:
-        def convert(raw: str) -> int:
-            try:
-                value = int(raw, 10)
-            except ValueError:
-                raise ValueError("expected an integer") from None
-            if not lo <= value <= hi:
-                raise ValueError(f"expected {lo}..{hi}")
-            return value
-
-        return self._get(name, default, convert)
+        return self._get(name, default, _bounded_integer(lo, hi))
 
     def number(self, name: str, default: float, *, lo: float, hi: float) -> float:
         def convert(raw: str) -> float:
@@ -305,3 +336,16 @@ class EnvReader:
     def raise_if_problems(self) -> None:
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def _bounded_integer(lo: int, hi: int) -> Callable[[str], int]:
+    def convert(raw: str) -> int:
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected {lo}..{hi}")
+        return value
+
+    return convert
