@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis_server
 from aiohttp.test_utils import TestClient
+from walletd_process import Server, start
 
 from walletd.app import create_app
 from walletd.breaker import CircuitBreaker
@@ -104,3 +105,20 @@ def helius_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture
+async def server_factory() -> AsyncIterator[Any]:
+    """Start `walletd serve` processes: `server = await server_factory(**env)`; all are
+    killed after the test."""
+    started: list[Server] = []
+
+    async def factory(**env: str) -> Server:
+        started.append(await start(**env))
+        return started[-1]
+
+    yield factory
+    for server in started:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()

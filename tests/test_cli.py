@@ -4,84 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
-import sys
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import aiohttp
-import pytest
 from conftest import WALLET
 from sse_client import parse, read_events
+from walletd_process import serve_args, walletd
 
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
 from walletd.trades.demo import LARGE_DEMO_WALLET
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc, self.port = proc, port
-        self.logs: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def log_line(self, message: str) -> dict[str, Any]:
-        """Read stdout until a JSON log line with this message (the process's own signal)."""
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(20):
-            while line := await self.proc.stdout.readline():
-                record = json.loads(line)
-                self.logs.append(record)
-                if record["message"] == message:
-                    return record
-        raise AssertionError(f"process ended before logging {message}")
-
-
-def walletd(*args: str, env: dict[str, str], **kwargs: Any) -> Any:
-    """`python -m walletd ARGS` as a child process (a coroutine giving the Process)."""
-    return asyncio.create_subprocess_exec(
-        sys.executable, "-m", "walletd", *args, env={**os.environ, **env}, **kwargs
-    )
-
-
-def serve_args(port: int) -> tuple[str, ...]:
-    return ("serve", "--host", "127.0.0.1", "--port", str(port))
-
-
-async def start(**env: str) -> Server:
-    port = free_port()
-    proc = await walletd(
-        *serve_args(port), env={"LOG_FORMAT": "json", **env}, stdout=asyncio.subprocess.PIPE
-    )
-    server = Server(proc, port)
-    await server.log_line("server_started")
-    return server
-
-
-@pytest.fixture
-async def server_factory() -> AsyncIterator[Any]:
-    started: list[Server] = []
-
-    async def factory(**env: str) -> Server:
-        started.append(await start(**env))
-        return started[-1]
-
-    yield factory
-    for server in started:
-        if server.proc.returncode is None:
-            server.proc.kill()
-            await server.proc.wait()
 
 
 async def test_serve_streams_the_demo_wallet(server_factory):

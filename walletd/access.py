@@ -10,8 +10,6 @@ balancers poll them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import math
@@ -128,9 +126,6 @@ async def rate_limit_headers(request: web.Request, resp: web.StreamResponse) -> 
     resp.headers["RateLimit-Reset"] = str(math.ceil(verdict.reset_s))
 
 
-REVOCATION_CHECK_S = 1.0
-
-
 async def end_revoked_streams(app: web.Application) -> None:
     """End the open streams of keys revoked or expired since they started, with an
     INVALID_API_KEY event. Each distinct key is looked up once per pass."""
@@ -145,24 +140,6 @@ async def end_revoked_streams(app: web.Application) -> None:
             log.info("streams_revoked", extra={"key_id": key_id, "streams": len(streams)})
             for stream in streams:
                 stream.stop(InvalidApiKey(f"key {key_id} revoked or expired"))
-
-
-async def revocation_watch(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: re-check open streams' keys every REVOCATION_CHECK_S."""
-
-    async def watch() -> None:
-        while True:
-            await asyncio.sleep(REVOCATION_CHECK_S)
-            try:
-                await end_revoked_streams(app)
-            except Exception:
-                log.exception("revocation_check_failed")
-
-    task = asyncio.create_task(watch(), name="revocation-watch")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def limits_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from walletd import redis_client
-from walletd.access import access_control, limits_lifetime, rate_limit_headers, revocation_watch
+from walletd.access import access_control, limits_lifetime, rate_limit_headers
+from walletd.alerts import AlertMonitor, ErrorRate
 from walletd.appkeys import (
+    ALERTS,
     BREAKER,
     HISTORY,
     KEYSTORE,
     LIFECYCLE,
     LIMITS,
+    METRICS,
     REDIS,
     SETTINGS,
     SOURCE,
@@ -35,6 +38,7 @@ from walletd.housekeeping import housekeeping
 from walletd.keys import open_keystore
 from walletd.lifecycle import Lifecycle, Phase
 from walletd.limits import Limits
+from walletd.metrics import Metrics
 from walletd.registry import StreamRegistry
 from walletd.stream import stream_handler
 from walletd.trades.demo import DemoSource
@@ -69,14 +73,24 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
-    app[STREAMS] = StreamRegistry()
+    app[STREAMS] = streams = StreamRegistry()
     app[LIMITS] = Limits(settings)
     if settings.api_key_required:
         app[KEYSTORE] = open_keystore(settings)
-        app.cleanup_ctx.append(revocation_watch)
     app.cleanup_ctx.append(limits_lifetime)
     app[BREAKER] = breaker if breaker is not None else CircuitBreaker()
-    app[SOURCE] = source if source is not None else _select_source(settings, app[BREAKER])
+    error_rate = ErrorRate(settings.error_rate_window_s)
+    app[METRICS] = Metrics(
+        live_streams=streams,
+        breaker=app[BREAKER],
+        redis_fallback=lambda: app[LIMITS].degraded,
+        error_rate=error_rate,
+    )
+    app[ALERTS] = AlertMonitor(settings, error_rate)
+    app.cleanup_ctx.append(_close_alerts)
+    app[SOURCE] = (
+        source if source is not None else _select_source(settings, app[METRICS], app[BREAKER])
+    )
     shared = None
     if settings.redis_url:
         app[REDIS] = redis_client.connect(settings.redis_url)
@@ -102,13 +116,16 @@ def create_app(
     app.router.add_get(STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/ready", ready, name="ready")
+    if settings.metrics_port is None:  # else only on its own loopback listener (cli.py)
+        app.router.add_get("/metrics", app[METRICS].handler(), name="metrics")
     return app
 
 
-def _select_source(settings: Settings, breaker: CircuitBreaker) -> TradeSource:
+def _select_source(settings: Settings, metrics: Metrics, breaker: CircuitBreaker) -> TradeSource:
     """Helius when HELIUS_KEY is set, else the embedded demo source."""
     if settings.helius_key:
-        return HeliusSource(HeliusClient(settings, breaker=breaker))
+        client = HeliusClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
+        return HeliusSource(client)
     return DemoSource(latency_s=settings.demo_latency_ms / 1000)
 
 
@@ -122,6 +139,12 @@ def _close_sources(*, owns_source: bool):  # type: ignore[no-untyped-def]
             await app[REDIS].aclose()
 
     return ctx
+
+
+async def _close_alerts(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: alert deliveries still in flight get a moment to finish."""
+    yield
+    await app[ALERTS].close()
 
 
 async def _mark_ready(app: web.Application) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import redis.asyncio as redis
 from aiohttp import web
 
+from walletd.alerts import AlertMonitor
 from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
 from walletd.keys import KeyRecord, KeyStore
 from walletd.lifecycle import Lifecycle
 from walletd.limits import Limits, Verdict
+from walletd.metrics import Metrics
 from walletd.registry import StreamRegistry
 from walletd.trades.history import HistoryCache
 from walletd.trades.source import TradeSource
@@ -23,6 +25,8 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REDIS = web.AppKey("redis", redis.Redis)  # only when REDIS_URL is set
 KEYSTORE = web.AppKey("keystore", KeyStore)  # only when API_KEY_REQUIRED
 LIMITS = web.AppKey("limits", Limits)
+ALERTS = web.AppKey("alerts", AlertMonitor)
+METRICS = web.AppKey("metrics", Metrics)
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_IP = web.RequestKey("client_ip", str)
 API_KEY = web.RequestKey("api_key", KeyRecord)  # the caller's key, when keys are required

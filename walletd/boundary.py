@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from walletd.appkeys import REQUEST_ID, SETTINGS
+from walletd.appkeys import METRICS, REQUEST_ID, SETTINGS
 from walletd.errors import (
     InternalError,
     MethodNotAllowed,
@@ -18,7 +18,7 @@ from walletd.errors import (
     RequestTooLarge,
     WalletdError,
 )
-from walletd.logs import request_id_var
+from walletd.logs import request_log_context
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     given = request.headers.get("X-Request-ID", "")
     request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
-    token = request_id_var.set(request_id)
+    status: int | str = "client_closed"  # unless the handler returns a response
     try:
-        return await handler(request)
+        with request_log_context(request_id):
+            resp = await handler(request)
+        status = resp.status
+        return resp
     finally:
-        request_id_var.reset(token)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].http_request(route, request.method, status)
 
 
 @web.middleware
@@ -107,6 +112,7 @@ def _from_http(exc: web.HTTPException) -> WalletdError:
 
 
 def error_response(request: web.Request, exc: WalletdError) -> web.Response:
+    request.app[METRICS].rejected(exc.code)
     if exc.status >= 500:
         log.error("request_failed", extra={"code": exc.code, "detail": str(exc)})
     resp = web.json_response(exc.body(request.get(REQUEST_ID)), status=exc.status)

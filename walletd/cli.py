@@ -15,9 +15,11 @@ from aiohttp import web
 
 from walletd import __version__, keys_cli
 from walletd.app import create_app
-from walletd.appkeys import STREAMS
+from walletd.appkeys import METRICS, STREAMS
 from walletd.config import ConfigError, Settings
 from walletd.logs import AccessLogger, configure_logging
+from walletd.metrics import metrics_only_app
+from walletd.sentry import init_sentry
 
 log = logging.getLogger("walletd")
 
@@ -55,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
+    init_sentry(settings)
     app = create_app(settings)
     host = host or settings.host
     port = settings.port if port is None else port
@@ -77,6 +80,7 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
         access_log_class=AccessLogger,
     )
     await runner.setup()
+    cleanups: list[web.AppRunner] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -84,6 +88,12 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
+        if settings.metrics_port is not None:
+            # Loopback only and without keys: for a Prometheus on this machine.
+            metrics_runner = web.AppRunner(metrics_only_app(app[METRICS]), access_log=None)
+            await metrics_runner.setup()
+            cleanups.append(metrics_runner)
+            await web.TCPSite(metrics_runner, "127.0.0.1", settings.metrics_port).start()
         # Everything built so far (modules, app, routes) lives as long as the process:
         # out of the GC's generations, full collections stay short (stream latency p99).
         gc.collect()
@@ -93,5 +103,7 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
         await stop.wait()
         log.info("server_stopping", extra={"open_streams": len(app[STREAMS])})
     finally:
+        for extra in cleanups:
+            await extra.cleanup()
         await runner.cleanup()
         log.info("server_stopped")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from walletd.signing import webhook_key
+
 T = TypeVar("T")
 
 ENVIRONMENTS = ("development", "production", "test")
@@ -191,6 +193,13 @@ class Settings:
             problems.append("KEYSTORE=redis: needs REDIS_URL")
         if not self.redis_prefix.strip(":"):
             problems.append("REDIS_PREFIX: must not be empty")
+        if self.alert_webhook_url and not self.secret_key:
+            problems.append("ALERT_WEBHOOK_URL: needs SECRET_KEY (alerts are signed with it)")
+        elif self.alert_webhook_url and self.secret_key:
+            try:
+                webhook_key(self.secret_key)
+            except ValueError as exc:
+                problems.append(f"SECRET_KEY: {exc}")
         return problems
 
     def masked(self) -> dict[str, Any]:

@@ -1,34 +1,92 @@
-"""The background task: periodic upkeep that must not depend on traffic arriving."""
+"""The background task (SPEC §5): periodic upkeep that must not depend on traffic.
+
+Each tick it expires cached histories, reaps stale streams, ends the streams of revoked
+keys, re-checks the error-rate alert, and, every SYSTEM_METRICS_INTERVAL, samples the
+process's figures. One failing job
+is logged and the others, and the next ticks, go on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from walletd.appkeys import HISTORY
+from walletd.access import end_revoked_streams
+from walletd.appkeys import ALERTS, HISTORY, KEYSTORE, METRICS, SETTINGS, STREAMS
+from walletd.system_metrics import SystemSampler
 
 log = logging.getLogger(__name__)
 
-INTERVAL_S = 5.0
+TICK_S = 1.0
 
 
-async def run_housekeeping(app: web.Application, interval_s: float = INTERVAL_S) -> None:
-    """Every `interval_s`: expire cached histories. Survives its own failures."""
+def reap_stale_streams(app: web.Application, now: float) -> int:
+    """Close streams with no successful write for STALE_STREAM_TIMEOUT: a write the
+    client has not drained for that long (it stopped reading), or nothing to send."""
+    timeout = app[SETTINGS].stale_stream_timeout_s
+    reaped = 0
+    for stream in app[STREAMS]:
+        if now - stream.last_write > timeout:
+            log.warning(
+                "stream_reaped",
+                extra={"stream_id": stream.stream_id, "idle_s": round(now - stream.last_write, 1)},
+            )
+            stream.reap()
+            reaped += 1
+    return reaped
+
+
+async def run_housekeeping(app: web.Application, tick_s: float = TICK_S) -> None:
+    settings = app[SETTINGS]
+    sampler = SystemSampler(app[METRICS])
+    next_sample = 0.0
+
+    async def sample() -> None:
+        nonlocal next_sample
+        if time.monotonic() >= next_sample:
+            next_sample = time.monotonic() + settings.system_metrics_interval_s
+            await asyncio.to_thread(sampler.sample)
+
+    async def sweep() -> None:
+        app[HISTORY].sweep()
+
+    async def reap() -> None:
+        reap_stale_streams(app, time.monotonic())
+
+    async def revocations() -> None:
+        if KEYSTORE in app:
+            await end_revoked_streams(app)
+
+    async def alerts() -> None:
+        app[ALERTS].check()  # a window that empties ends an episode with no stream ending
+
+    jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("sample_system", sample),
+        ("sweep_history", sweep),
+        ("reap_streams", reap),
+        ("end_revoked_streams", revocations),
+        ("check_alerts", alerts),
+    ]
     while True:
-        await asyncio.sleep(interval_s)
-        try:
-            app[HISTORY].sweep()
-        except Exception:
-            log.exception("housekeeping_failed")
+        for name, job in jobs:
+            try:
+                await job()
+            except Exception:
+                log.exception("housekeeping_failed", extra={"job": name})
+        await asyncio.sleep(tick_s)
 
 
 async def housekeeping(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the task lives exactly as long as the app."""
-    task = asyncio.create_task(run_housekeeping(app), name="housekeeping")
+    """cleanup_ctx: the task lives exactly as long as the app. It ticks often enough for
+    short timeouts too (tests, or an SRE's choice)."""
+    settings = app[SETTINGS]
+    tick = min(TICK_S, settings.stale_stream_timeout_s / 2, settings.system_metrics_interval_s)
+    task = asyncio.create_task(run_housekeeping(app, tick), name="housekeeping")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
+from collections.abc import Iterator
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, Request, StreamResponse
@@ -21,7 +23,30 @@ client_ip_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 api_key_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "api_key", default=None
 )  # always masked (keys.mask_key) before it is set
-_CONTEXT = (("request_id", request_id_var), ("client_ip", client_ip_var), ("api_key", api_key_var))
+stream_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "stream_id", default=None
+)
+wallet_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("wallet", default=None)
+_CONTEXT = (
+    ("request_id", request_id_var),
+    ("client_ip", client_ip_var),
+    ("api_key", api_key_var),
+    ("stream_id", stream_id_var),
+    ("wallet", wallet_var),
+)
+
+
+@contextlib.contextmanager
+def request_log_context(request_id: str) -> Iterator[None]:
+    """Fresh correlation fields for one request, restored after it: a keep-alive
+    connection serves its requests one after another in the same context."""
+    tokens = [(var, var.set(None)) for _, var in _CONTEXT]
+    request_id_var.set(request_id)
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 class ContextFilter(logging.Filter):

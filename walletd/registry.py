@@ -12,8 +12,14 @@ from walletd.errors import WalletdError
 class Stoppable(Protocol):
     stream_id: str
     key_id: str | None  # the API key it runs under, when keys are required
+    last_write: float  # time.monotonic() of the last write that completed
+    events: int
+    trades_sent: int
+    bytes_sent: int
 
     def stop(self, reason: WalletdError) -> None: ...
+
+    def reap(self) -> None: ...
 
 
 class StreamRegistry:

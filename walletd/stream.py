@@ -18,10 +18,12 @@ from aiohttp import web
 
 from walletd import sse
 from walletd.appkeys import (
+    ALERTS,
     API_KEY,
     HISTORY,
     LIFECYCLE,
     LIMITS,
+    METRICS,
     REQUEST_ID,
     SETTINGS,
     STREAMS,
@@ -39,6 +41,7 @@ from walletd.errors import (
     WalletdError,
     WalletNotFound,
 )
+from walletd.logs import stream_id_var, wallet_var
 from walletd.solana import is_address, is_signature
 from walletd.summary import TradeFacts, TradeSummary
 from walletd.trades.history import Recording, ScannedPage
@@ -126,6 +129,7 @@ class WalletStream:
     """One client's stream: small per-stream state, the protocol of SPEC §1."""
 
     __slots__ = (
+        "_reaped",
         "_stop_reason",
         "_task",
         "batches",
@@ -174,6 +178,7 @@ class WalletStream:
         self.pages_sent = 0  # whole pages sent; their summary is the recording's
         self.partial: tuple[TradeFacts, ...] = ()  # trades sent of a page cut by `limit`
         self._stop_reason: WalletdError | None = None
+        self._reaped = False
         self._task: asyncio.Task[Any] | None = None
 
     def stop(self, reason: WalletdError) -> None:
@@ -182,15 +187,28 @@ class WalletStream:
             self._stop_reason = reason
             self._task.cancel()
 
+    def reap(self) -> None:
+        """Close a stale stream's connection at once, with no final event: its client
+        stopped reading, so one would never arrive (SPEC §5). The handler then ends and
+        frees the stream's slot."""
+        self._reaped = True
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
     async def run(self, recording: Recording) -> None:
         """Stream until complete, failed, stopped or the client leaves; never raises
         except CancelledError when the client left (aiohttp cancels the handler)."""
         self._task = asyncio.current_task()
+        stream_id_var.set(self.stream_id)
+        wallet_var.set(self.wallet)
+        metrics = self.request.app[METRICS]
+        metrics.stream_started()
         end_reason = "complete"
         try:
             await self.response.prepare(self.request)
             await self._open()
-            log.info("stream_started", extra=self._log_fields())
+            log.info("stream_started", extra={"resumed_from": self.cursor, "limit": self.limit})
             max_duration = self.settings.sse_max_stream_duration_s
             try:
                 async with asyncio.timeout(max_duration) as deadline:
@@ -212,30 +230,33 @@ class WalletStream:
         except asyncio.CancelledError:
             reason = self._stop_reason
             if reason is None:  # the client left (handler cancelled) or the server is stopping
-                end_reason = "client_closed"
+                end_reason = "reaped" if self._reaped else "client_closed"
                 raise
             self._task.uncancel()  # type: ignore[union-attr]
             end_reason = f"error:{reason.code}"
             await self._fail(reason)
         except ConnectionResetError:
-            end_reason = "client_closed"
+            end_reason = "reaped" if self._reaped else "client_closed"
         except WalletdError as exc:
             end_reason = f"error:{exc.code}"
             await self._fail(exc)
         except Exception as exc:
-            log.exception("stream_failed", extra=self._log_fields())
+            log.exception("stream_failed")
             end_reason = "error:INTERNAL_ERROR"
             await self._fail(InternalError(repr(exc)))
         finally:
+            duration = time.monotonic() - self.started
+            errored = end_reason.startswith("error:")
+            metrics.stream_finished(self, end_reason, duration, errored=errored)
+            self.request.app[ALERTS].check()
             log.info(
                 "stream_finished",
                 extra={
-                    **self._log_fields(),
                     "end_reason": end_reason,
                     "events": self.events,
                     "trades": self.trades_sent,
                     "bytes": self.bytes_sent,
-                    "duration_s": round(time.monotonic() - self.started, 3),
+                    "duration_s": round(duration, 3),
                 },
             )
 
@@ -387,7 +408,7 @@ class WalletStream:
             raise exc
         self._forget_cancelled_drain()  # a stop or a timeout may have cut a write short
         if exc.status >= 500 and not exc.resumable:
-            log.error("stream_error", extra={**self._log_fields(), "detail": str(exc)})
+            log.error("stream_error", extra={"code": exc.code, "detail": str(exc)})
         data = exc.body(self.request.get(REQUEST_ID))
         data["stream_id"] = self.stream_id
         if exc.resumable:
@@ -424,6 +445,3 @@ class WalletStream:
             # is empty, so the drain at the end of write_eof() waits for the last byte.
             transport.set_write_buffer_limits(high=0)
         await self.response.write_eof()
-
-    def _log_fields(self) -> dict[str, Any]:
-        return {"stream_id": self.stream_id, "wallet": self.wallet}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,8 @@ TRANSACTIONS_BATCH = 100  # /v0/transactions maximum
 _RETRYABLE_RPC_CODES = {-32603, -32005, -32004, -32014, -32016}
 # "Transaction <sig> not found": a `before` cursor the node does not know (Agave 4.0+).
 _UNKNOWN_CURSOR = -32020
+# (endpoint, "200" | another status | "timeout" | "connection_error", seconds): metrics.
+AttemptHook = Callable[[str, str, float], None]
 
 
 class HeliusClient:
@@ -44,6 +47,7 @@ class HeliusClient:
         breaker: CircuitBreaker,
         pacers: Mapping[str, Pacer] | None = None,
         policy: RetryPolicy | None = None,
+        on_attempt: AttemptHook | None = None,
     ) -> None:
         if not settings.helius_key:
             raise ValueError("HeliusClient needs HELIUS_KEY")
@@ -67,6 +71,7 @@ class HeliusClient:
         )
         self._rpc_id = 0
         self._waiting = 0
+        self._on_attempt = on_attempt
 
     @property
     def waiting_to_retry(self) -> int:
@@ -148,6 +153,10 @@ class HeliusClient:
         # Outside the breaker: the upstream answered properly, the cursor was ours.
         raise UnknownEventId(f"{endpoint}: the upstream does not know the cursor")
 
+    def _observe(self, endpoint: str, outcome: str, sent: float) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(endpoint, outcome, time.monotonic() - sent)
+
     async def _wait_to_retry(self, seconds: float) -> None:
         self._waiting += 1
         try:
@@ -160,6 +169,7 @@ class HeliusClient:
         async with self._slots:
             # Paced once a slot is ours: the start we reserve is then the one we keep.
             started = await self._pacers[endpoint].wait()
+            sent = time.monotonic()
             try:
                 async with self._session().post(
                     url, params=self._params, json=body, timeout=self._timeout
@@ -167,7 +177,10 @@ class HeliusClient:
                     payload = await resp.read()
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as exc:
+                outcome = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
+                self._observe(endpoint, outcome, sent)
                 raise UpstreamFailure(f"{type(exc).__name__}", retryable=True) from exc
+            self._observe(endpoint, str(status), sent)
         if status in (401, 403):
             log.critical("upstream_auth_rejected", extra={"endpoint": endpoint, "status": status})
             raise UpstreamFailure(f"HTTP {status}", retryable=False, status=status)

@@ -1,0 +1,83 @@
+"""A real `walletd serve`'s stdout: one JSON object per line, correlation ids, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import aiohttp
+from conftest import WALLET
+from sse_client import read_events
+from walletd_process import walletd
+
+REQUIRED = {"timestamp", "level", "message", "logger"}
+SECRET = "l" * 32
+
+
+async def create_key(env: dict[str, str]) -> str:
+    proc = await walletd(
+        "keys", "create", "--name", "logs", "--json", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    return str(json.loads(out)["key"])
+
+
+async def finish(server) -> list[dict]:
+    """SIGTERM, then every line the process wrote, each parsed as JSON."""
+    server.proc.send_signal(signal.SIGTERM)
+    rest, _ = await asyncio.wait_for(server.proc.communicate(), 15)
+    lines = [json.loads(line) for line in rest.decode().splitlines()]
+    return server.logs + lines
+
+
+async def test_every_line_is_json_with_ids_and_one_stream_finished_per_stream(
+    server_factory, tmp_path
+):
+    env = {
+        "API_KEY_REQUIRED": "true",
+        "SECRET_KEY": SECRET,
+        "API_KEYS_FILE": str(tmp_path / "keys.json"),
+        "LOG_LEVEL": "INFO",
+    }
+    key = await create_key(env)
+    server = await server_factory(**env)
+    headers = {"X-API-Key": key}
+    seen = []
+    async with aiohttp.ClientSession() as http:
+        for extra in ({"X-Request-ID": "client-chosen-1"}, {}):
+            url = f"{server.url}/v4/wallet/{WALLET}/stream"
+            async with http.get(url, headers={**headers, **extra}) as resp:
+                await read_events(resp)
+                seen.append((resp.headers["X-Request-ID"], resp.headers["X-Stream-ID"]))
+        async with http.get(f"{server.url}/v4/wallet/nope/stream", headers=headers) as resp:
+            assert resp.status == 400
+        async with http.get(f"{server.url}/v4/wallet/{WALLET}/stream?api_key={key}&limit=x"):
+            pass
+    records = await finish(server)
+    assert all(REQUIRED <= r.keys() for r in records)
+    assert all(r["level"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} for r in records)
+    finished = [r for r in records if r["message"] == "stream_finished"]
+    assert [(r["request_id"], r["stream_id"]) for r in finished] == seen
+    assert seen[0][0] == "client-chosen-1"
+    for record in finished:
+        assert record["wallet"] == WALLET and record["client_ip"] == "127.0.0.1"
+        assert record["end_reason"] == "complete" and record["trades"] > 0
+        assert record["events"] > 0 and record["bytes"] > 0 and record["duration_s"] >= 0
+        assert record["api_key"] == key[:10] + "..."
+    access = [r for r in records if r["message"] == "http_request"]
+    assert len(access) == 4 and all(r["request_id"] for r in access)
+    assert key not in json.dumps(records)
+
+
+async def test_text_format_is_for_humans(server_factory):
+    server = await server_factory(LOG_FORMAT="text", LOG_LEVEL="INFO")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/health") as resp:
+            assert resp.status == 200
+    server.proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(server.proc.communicate(), 15)
+    lines = out.decode().splitlines()
+    assert any("http_request" in line for line in lines)
+    assert not any(line.startswith("{") for line in lines)

@@ -1,0 +1,220 @@
+"""Prometheus metrics (SPEC §7): one registry per app, read at scrape time.
+
+The streaming hot path pays nothing: each stream already counts its own events, trades
+and bytes, and a collector adds the live streams' counts to those of finished streams
+when Prometheus asks. The six `walletdoctor_*` series of the SPEC keep their exact
+names: prometheus-client appends `_total` to every counter, so the cumulative ones are
+exported untyped (Prometheus's rate() works on them all the same).
+
+Labels stay low-cardinality: routes, endpoints, statuses, reasons; never a wallet, key
+or stream id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric, UnknownMetricFamily
+from prometheus_client.registry import Collector
+
+from walletd.alerts import ErrorRate
+from walletd.breaker import CircuitBreaker, CircuitState
+
+STREAM_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# What rate-limit refusals are called in walletdoctor_rate_limit_rejections_total.
+REJECTION_REASONS = {"RATE_LIMITED": "request_window", "TOO_MANY_STREAMS": "stream_cap"}
+
+
+class StreamCounts(Protocol):
+    """What a live stream tells the collector."""
+
+    events: int
+    trades_sent: int
+    bytes_sent: int
+
+
+@dataclass(slots=True)
+class FinishedTotals:
+    streams: int = 0
+    events: int = 0
+    trades: int = 0
+    bytes: int = 0
+
+
+class Metrics:
+    """Every metric of one walletd app; see the module docstring for the design."""
+
+    def __init__(
+        self,
+        *,
+        live_streams: Iterable[StreamCounts],
+        breaker: CircuitBreaker,
+        redis_fallback: Callable[[], bool],
+        error_rate: ErrorRate,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.error_rate = error_rate
+        self.started = 0
+        self.finished = FinishedTotals()
+        r = self.registry
+        self.stream_duration = Histogram(
+            "walletdoctor_stream_duration_seconds",
+            "Duration of finished streams, by how they ended",
+            ["outcome"],
+            buckets=STREAM_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.streams_finished = Counter(
+            "walletdoctor_streams_finished",
+            "Finished streams by end reason (complete, client_closed, reaped, an error code)",
+            ["reason"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "walletdoctor_upstream_request_seconds",
+            "Upstream (Helius) request latency, by endpoint and status",
+            ["endpoint", "status"],
+            buckets=UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "walletdoctor_upstream_errors",
+            "Failed upstream requests (before retries), by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.rate_limit_rejections = Counter(
+            "walletdoctor_rate_limit_rejections",
+            "Requests refused by the rate limits, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "walletdoctor_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.cpu_percent = Gauge(
+            "walletdoctor_process_cpu_percent", "Process CPU use, percent of one core", registry=r
+        )
+        self.rss_bytes = Gauge(
+            "walletdoctor_process_resident_memory_bytes", "Process resident memory", registry=r
+        )
+        self.open_fds = Gauge("walletdoctor_open_fds", "Open file descriptors", registry=r)
+        self.open_connections = Gauge(
+            "walletdoctor_open_connections", "Open TCP connections of the process", registry=r
+        )
+        r.register(_LiveCollector(self, live_streams, breaker, redis_fallback))
+
+    def stream_started(self) -> None:
+        self.started += 1
+
+    def stream_finished(
+        self, stream: StreamCounts, reason: str, duration_s: float, *, errored: bool
+    ) -> None:
+        """Fold a finished stream into the totals; `reason` is its end reason."""
+        totals = self.finished
+        totals.streams += 1
+        totals.events += stream.events
+        totals.trades += stream.trades_sent
+        totals.bytes += stream.bytes_sent
+        outcome = "error" if errored else reason  # complete, client_closed, reaped
+        self.stream_duration.labels(outcome).observe(duration_s)
+        self.streams_finished.labels(reason).inc()
+        self.error_rate.record(errored)
+
+    def upstream_attempt(self, endpoint: str, status: str, seconds: float) -> None:
+        """One upstream request (not call: each retry is its own attempt)."""
+        self.upstream_latency.labels(endpoint, status).observe(seconds)
+        if status != "200":
+            self.upstream_errors.labels(endpoint, status).inc()
+
+    def rejected(self, code: str) -> None:
+        reason = REJECTION_REASONS.get(code)
+        if reason is not None:
+            self.rate_limit_rejections.labels(reason).inc()
+
+    def http_request(self, route: str, method: str, status: int | str) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+
+    def handler(self) -> Handler:
+        return make_aiohttp_handler(self.registry)
+
+
+def metrics_only_app(metrics: Metrics) -> web.Application:
+    """The app of the METRICS_PORT listener (loopback only, no keys): /metrics alone."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics.handler(), name="metrics")
+    return app
+
+
+class _LiveCollector(Collector):
+    """The SPEC's six series, the circuit and the Redis fallback, read at scrape time."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        live_streams: Iterable[StreamCounts],
+        breaker: CircuitBreaker,
+        redis_fallback: Callable[[], bool],
+    ) -> None:
+        self._metrics = metrics
+        self._live = live_streams
+        self._breaker = breaker
+        self._redis_fallback = redis_fallback
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        live = list(self._live)  # a registry iterates over a snapshot
+        done = m.finished
+        yield GaugeMetricFamily("walletdoctor_active_streams", "Streams open now", value=len(live))
+        cumulative = (
+            ("walletdoctor_total_streams", "Streams opened since start", m.started),
+            (
+                "walletdoctor_total_events",
+                "SSE events sent since start",
+                done.events + sum(s.events for s in live),
+            ),
+            (
+                "walletdoctor_total_trades",
+                "Trades sent since start",
+                done.trades + sum(s.trades_sent for s in live),
+            ),
+            (
+                "walletdoctor_bytes_sent",
+                "Stream bytes sent since start",
+                done.bytes + sum(s.bytes_sent for s in live),
+            ),
+        )
+        for name, doc, value in cumulative:
+            yield UnknownMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "walletdoctor_error_rate",
+            "Percent of streams finished within ERROR_RATE_WINDOW that ended in an error event",
+            value=m.error_rate.percent(),
+        )
+        state = self._breaker.state
+        circuit = GaugeMetricFamily(
+            "walletdoctor_upstream_circuit_state",
+            "1 for the upstream circuit breaker's current state",
+            labels=["state"],
+        )
+        for option in CircuitState:
+            circuit.add_metric([option.value], 1.0 if option is state else 0.0)
+        yield circuit
+        yield GaugeMetricFamily(
+            "walletdoctor_redis_fallback",
+            "1 while Redis is unreachable and limits are per process, in memory",
+            value=1.0 if self._redis_fallback() else 0.0,
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # described by collect() at scrape time: values change, names do not
