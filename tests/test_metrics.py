@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+import psutil
 import pytest
 from conftest import WALLET
 from fake_helius import FakeHelius
@@ -11,6 +13,7 @@ from fakes import ListSource, demo_pages
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sse_client import parse, read_events
+from walletd_process import free_port
 
 from walletd.appkeys import KEYSTORE, METRICS
 
@@ -160,3 +163,23 @@ async def test_demo_source_streams_count_their_trades(serve):
     stream = parse(await (await client.get(STREAM.format(wallet), params={"limit": 3000})).read())
     m = await scrape(client)
     assert m.value("walletdoctor_total_trades") == len(stream.trades) == 3000
+
+
+async def test_metrics_port_serves_metrics_on_loopback_only(server_factory):
+    metrics_port = free_port()
+    server = await server_factory(METRICS_PORT=str(metrics_port), HOST="127.0.0.1")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/metrics") as resp:
+            assert resp.status == 404  # not on the public listener
+        async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+            assert resp.status == 200
+            assert "walletdoctor_active_streams 0.0" in await resp.text()
+    assert await listening_on(metrics_port) == ["127.0.0.1"]
+
+
+async def listening_on(port: int) -> list[str]:
+    """The addresses a TCP port is bound to, on this machine."""
+    found = await asyncio.to_thread(psutil.net_connections, "tcp")
+    return sorted(
+        {c.laddr.ip for c in found if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    )
