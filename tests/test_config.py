@@ -26,14 +26,14 @@ def test_values_are_parsed_by_type():
             "DEBUG": "yes",
             "LOG_LEVEL": "debug",
             "FEATURE_PROGRESS_EVENTS": "off",
-            "ENV": "Production",
+            "ENV": "Test",
             "HOST": " 127.0.0.1 ",
             "SECRET_KEY": "s" * 32,
         }
     )
     assert s.port == 9000 and s.sse_keepalive_interval_s == 2.5 and s.debug
     assert s.log_level == "DEBUG" and not s.feature_progress_events
-    assert s.env == "production" and s.is_production and s.host == "127.0.0.1"
+    assert s.env == "test" and not s.is_production and s.host == "127.0.0.1"
 
 
 def test_every_problem_is_listed_at_once():
@@ -134,3 +134,66 @@ def test_bad_redis_url_and_proxies_are_reported_without_echoing_the_url():
     problems = "\n".join(caught.value.problems)
     assert "REDIS_URL" in problems and "hunter2" not in problems
     assert "'nope' is not an IP address" in problems
+
+
+# A production environment that SPEC §6 accepts; each rule below breaks one thing.
+PRODUCTION = {
+    "ENV": "production",
+    "SECRET_KEY": "p" * 32,
+    "API_KEY_REQUIRED": "true",
+    "ALLOWED_ORIGINS": "https://app.example.com, https://admin.example.com:8443",
+    "HELIUS_KEY": "helius-key",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+RULES = {
+    "short secret": ({"SECRET_KEY": "p" * 31}, "SECRET_KEY"),
+    "no secret": ({"SECRET_KEY": ""}, "SECRET_KEY"),
+    "keys not required": ({"API_KEY_REQUIRED": "false"}, "API_KEY_REQUIRED"),
+    "no origins": ({"ALLOWED_ORIGINS": ""}, "ALLOWED_ORIGINS"),
+    "wildcard origin": ({"ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS"),
+    "http origin": ({"ALLOWED_ORIGINS": "http://app.example.com"}, "ALLOWED_ORIGINS"),
+    "no helius key": ({"HELIUS_KEY": ""}, "HELIUS_KEY"),
+    "debug on": ({"DEBUG": "true"}, "DEBUG"),
+    "http sentry": ({"SENTRY_DSN": "http://key@sentry.example.com/1"}, "SENTRY_DSN"),
+}
+
+
+def test_a_production_environment_that_follows_the_rules_starts():
+    s = Settings.from_env(PRODUCTION)
+    assert s.is_production and s.api_key_required and not s.feature_demo_page
+    assert s.allowed_origins == ("https://app.example.com", "https://admin.example.com:8443")
+    assert s.warnings() == []
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_each_production_rule_alone_refuses_to_start(rule):
+    change, variable = RULES[rule]
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**PRODUCTION, **change})
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(variable)
+    assert "helius-key" not in str(caught.value) and "p" * 31 not in str(caught.value)
+
+
+def test_every_production_problem_is_listed_together():
+    broken = {"ENV": "production", "DEBUG": "1", "SENTRY_DSN": "http://k@sentry.example.com/1"}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(broken)
+    named = {problem.split(":")[0].split("=")[0] for problem in caught.value.problems}
+    assert {"SECRET_KEY", "ALLOWED_ORIGINS", "HELIUS_KEY", "DEBUG", "SENTRY_DSN"} <= named
+
+
+def test_production_without_redis_warns():
+    s = Settings.from_env({k: v for k, v in PRODUCTION.items() if k != "REDIS_URL"})
+    assert any("REDIS_URL" in warning for warning in s.warnings())
+
+
+def test_development_defaults_suit_a_local_front_end():
+    s = Settings.from_env({})
+    assert s.allowed_origins == ("*",) and s.feature_demo_page and not s.api_key_required
+
+
+def test_origins_are_origins():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"ALLOWED_ORIGINS": "https://app.example.com/path,ftp://x"})
+    assert "not an origin" in caught.value.problems[0]

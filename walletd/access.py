@@ -48,7 +48,8 @@ async def access_control(request: web.Request, handler: Handler) -> web.StreamRe
     request[CLIENT_IP] = ip
     client_ip_var.set(ip)
     scope = ROUTE_SCOPES.get(request.match_info.route.name or "")
-    if scope is None:
+    # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
+    if scope is None or request.method == "OPTIONS":
         return await handler(request)
     app = request.app
     record = None

@@ -13,6 +13,7 @@ from walletd.alerts import AlertMonitor, ErrorRate
 from walletd.appkeys import (
     ALERTS,
     BREAKER,
+    FLAGS,
     HISTORY,
     KEYSTORE,
     LIFECYCLE,
@@ -32,7 +33,9 @@ from walletd.boundary import (
 )
 from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
+from walletd.cors import enable_cors
 from walletd.errors import ServerShutdown
+from walletd.features import FeatureFlags
 from walletd.health import health, ready
 from walletd.housekeeping import housekeeping
 from walletd.keys import open_keystore
@@ -72,6 +75,7 @@ def create_app(
         handler_args=PARSER_LIMITS,
     )
     app[SETTINGS] = settings
+    app[FLAGS] = FeatureFlags(settings)
     app[LIFECYCLE] = Lifecycle()
     app[STREAMS] = streams = StreamRegistry()
     app[LIMITS] = Limits(settings)
@@ -118,6 +122,7 @@ def create_app(
     app.router.add_get("/ready", ready, name="ready")
     if settings.metrics_port is None:  # else only on its own loopback listener (cli.py)
         app.router.add_get("/metrics", app[METRICS].handler(), name="metrics")
+    enable_cors(app, settings.allowed_origins)  # last: it covers the routes above
     return app
 
 
@@ -139,6 +144,18 @@ def _close_sources(*, owns_source: bool):  # type: ignore[no-untyped-def]
             await app[REDIS].aclose()
 
     return ctx
+
+
+async def reload(app: web.Application) -> None:
+    """SIGHUP: re-read the feature flags and the key store, atomically each, without
+    touching open streams. The environment itself is read only at start."""
+    app[FLAGS].reload()
+    if KEYSTORE in app:
+        try:
+            await app[KEYSTORE].refresh()
+        except Exception:
+            log.exception("keystore_reload_failed")
+    log.info("reloaded")
 
 
 async def _close_alerts(app: web.Application) -> AsyncIterator[None]:

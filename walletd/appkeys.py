@@ -8,6 +8,7 @@ from aiohttp import web
 from walletd.alerts import AlertMonitor
 from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
+from walletd.features import FeatureFlags
 from walletd.keys import KeyRecord, KeyStore
 from walletd.lifecycle import Lifecycle
 from walletd.limits import Limits, Verdict
@@ -25,6 +26,7 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REDIS = web.AppKey("redis", redis.Redis)  # only when REDIS_URL is set
 KEYSTORE = web.AppKey("keystore", KeyStore)  # only when API_KEY_REQUIRED
 LIMITS = web.AppKey("limits", Limits)
+FLAGS = web.AppKey("flags", FeatureFlags)
 ALERTS = web.AppKey("alerts", AlertMonitor)
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from walletd.appkeys import METRICS, REQUEST_ID, SETTINGS
 from walletd.errors import (
+    Forbidden,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -105,6 +106,8 @@ def _from_http(exc: web.HTTPException) -> WalletdError:
         return NotFound(exc.reason)
     if exc.status == 405:
         return MethodNotAllowed(exc.reason)
+    if exc.status == 403:  # aiohttp-cors refusing a preflight
+        return Forbidden(exc.reason, message="Cross-origin request not allowed")
     if exc.status in (413, 414, 431):
         return RequestTooLarge(exc.reason)
     log.warning("unmapped_http_error", extra={"status": exc.status})

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,9 +15,10 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from walletd import __version__, keys_cli
-from walletd.app import create_app
+from walletd.app import create_app, reload
 from walletd.appkeys import METRICS, STREAMS
 from walletd.config import ConfigError, Settings
+from walletd.features import load_features
 from walletd.logs import AccessLogger, configure_logging
 from walletd.metrics import metrics_only_app
 from walletd.sentry import init_sentry
@@ -44,11 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-    except ConfigError as exc:
+        if args.command != "keys":
+            load_features(settings)  # a bad FEATURES_FILE is a configuration problem too
+    except (ConfigError, OSError, ValueError) as exc:
         print(f"walletd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
         print(json.dumps(settings.masked(), indent=2, sort_keys=True))
+        for warning in settings.warnings():
+            print(f"walletd: warning: {warning}", file=sys.stderr)
         return 0
     if args.command == "keys":
         return keys_cli.run(args, settings)
@@ -57,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
+    for warning in settings.warnings():
+        log.warning("config_warning", extra={"warning": warning})
     init_sentry(settings)
     app = create_app(settings)
     host = host or settings.host
@@ -67,6 +75,17 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         log.critical("bind_failed", extra={"host": host, "port": port, "error": str(exc)})
         return EXIT_UNAVAILABLE
     return 0
+
+
+def _first_then_at_once(stop: asyncio.Event, signum: int) -> None:
+    """The first SIGTERM/SIGINT drains (SPEC §5); a second one exits at once, as an
+    operator who sends it twice means."""
+    if not stop.is_set():
+        stop.set()
+        return
+    log.warning("second_signal_exit", extra={"signal": signal.Signals(signum).name})
+    logging.shutdown()  # flush the log line: os._exit skips every cleanup
+    os._exit(128 + signum)
 
 
 async def _serve(app: web.Application, host: str, port: int, settings: Settings) -> None:
@@ -84,7 +103,15 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _first_then_at_once, stop, signum)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(reload(app))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -81,8 +81,13 @@ class Settings:
     alert_error_rate: float = 10.0  # percent of finished streams
     alert_webhook_url: str | None = field(default=None, repr=False)
     sentry_dsn: str | None = field(default=None, repr=False)
-    # Feature flags (SPEC §6)
+    # HTTP surface (SPEC §6)
+    allowed_origins: tuple[str, ...] = ()  # from_env: "*" in development
+    # Feature flags (SPEC §6): these are the environment's; FEATURES_FILE overrides them
+    # and is re-read on SIGHUP (walletd/features.py).
     feature_progress_events: bool = True
+    feature_demo_page: bool = False  # from_env: on in development
+    features_file: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -175,19 +180,56 @@ class Settings:
             alert_error_rate=reader.number("ALERT_ERROR_RATE", base.alert_error_rate, lo=0, hi=100),
             alert_webhook_url=reader.optional_url("ALERT_WEBHOOK_URL"),
             sentry_dsn=reader.optional_url("SENTRY_DSN", credentials=True),
+            allowed_origins=reader.origins(
+                "ALLOWED_ORIGINS", ("*",) if environment == "development" else ()
+            ),
             feature_progress_events=reader.flag(
                 "FEATURE_PROGRESS_EVENTS", base.feature_progress_events
             ),
+            feature_demo_page=reader.flag("FEATURE_DEMO_PAGE", environment == "development"),
+            features_file=reader.optional_text("FEATURES_FILE"),
         )
         for problem in settings._inconsistencies():
             reader.problems.append(problem)
         reader.raise_if_problems()
         return settings
 
+    def warnings(self) -> list[str]:
+        """Allowed but worth a line in the log at startup."""
+        out = []
+        if self.is_production and not self.redis_url:
+            out.append(
+                "REDIS_URL is not set: rate limits, stream caps and the history cache are "
+                "per process"
+            )
+        return out
+
+    def _production_problems(self) -> list[str]:
+        """SPEC §6: what ENV=production refuses to start without."""
+        problems = []
+        if len(self.secret_key or "") < 32:
+            problems.append("SECRET_KEY: production needs 32 or more characters")
+        if not self.api_key_required:
+            problems.append("API_KEY_REQUIRED: production needs true")
+        if not self.allowed_origins:
+            problems.append("ALLOWED_ORIGINS: production needs at least one https origin")
+        for origin in self.allowed_origins:
+            if origin == "*" or not origin.startswith("https://"):
+                problems.append(
+                    f"ALLOWED_ORIGINS: production allows https origins only, not {origin!r}"
+                )
+        if not self.helius_key:
+            problems.append("HELIUS_KEY: production needs it (the demo source is for development)")
+        if self.debug:
+            problems.append("DEBUG: must be off in production")
+        if self.sentry_dsn and not self.sentry_dsn.startswith("https://"):
+            problems.append("SENTRY_DSN: production needs an https DSN")
+        return problems
+
     def _inconsistencies(self) -> list[str]:
         """Problems of combinations, each naming its variables."""
-        problems = []
-        if self.api_key_required and not self.secret_key:
+        problems = self._production_problems() if self.is_production else []
+        if self.api_key_required and not self.secret_key and not self.is_production:
             problems.append("SECRET_KEY: required when API_KEY_REQUIRED=true (keys are HMACs)")
         if self.keystore == "redis" and not self.redis_url:
             problems.append("KEYSTORE=redis: needs REDIS_URL")
@@ -302,6 +344,25 @@ class EnvReader:
             return raw
 
         return self._get(name, None, convert, echo=False)
+
+    def origins(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated origins (scheme://host[:port], nothing after), or "*"."""
+
+        def convert(raw: str) -> tuple[str, ...]:
+            out = []
+            for item in filter(None, (part.strip() for part in raw.split(","))):
+                if item == "*":
+                    out.append(item)
+                    continue
+                parsed = urlsplit(item)
+                if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                    raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
+                if parsed.path or parsed.query or parsed.fragment or parsed.username:
+                    raise ValueError(f"{item!r} is not an origin: nothing after host[:port]")
+                out.append(item)
+            return tuple(out)
+
+        return self._get(name, default, convert)
 
     def optional_integer(self, name: str, *, lo: int, hi: int) -> int | None:
         return self._get(name, None, _bounded_integer(lo, hi))

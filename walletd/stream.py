@@ -20,6 +20,7 @@ from walletd import sse
 from walletd.appkeys import (
     ALERTS,
     API_KEY,
+    FLAGS,
     HISTORY,
     LIFECYCLE,
     LIMITS,
@@ -136,6 +137,7 @@ class WalletStream:
         "bytes_sent",
         "cursor",
         "events",
+        "features",
         "key_id",
         "last_event_id",
         "last_write",
@@ -157,6 +159,7 @@ class WalletStream:
     ) -> None:
         self.request = request
         self.settings = request.app[SETTINGS]
+        self.features = request.app[FLAGS].current  # kept for the whole stream
         self.wallet = wallet
         self.cursor = cursor
         self.limit = limit
@@ -268,7 +271,7 @@ class WalletStream:
         """
         settings = self.settings
         size = settings.sse_batch_size
-        progress = settings.feature_progress_events
+        progress = self.features.progress_events
         last_progress = time.monotonic()
         write = self.response.write
         index = 0
@@ -371,7 +374,7 @@ class WalletStream:
             sse.retry_frame(self.settings.sse_retry_ms),
             sse.event_frame("connected", connected),
         ]
-        if self.settings.feature_progress_events:
+        if self.features.progress_events:
             frames.append(self._progress_frame("fetching", "Fetching transaction history"))
         await self._write(b"".join(frames), events=len(frames) - 1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -11,7 +12,7 @@ from walletd.metrics import Metrics
 
 @dataclass(frozen=True, slots=True)
 class SystemSample:
-    cpu_percent: float  # of one core, since the previous sample
+    cpu_percent: float  # 100 = one core, since the previous sample
     rss_bytes: int
     open_fds: int
     open_connections: int
@@ -27,13 +28,28 @@ class SystemSampler:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._process = psutil.Process()
-        self._process.cpu_percent(None)  # the first reading only starts the measurement
+        self._cores = psutil.cpu_count() or 1
+        self._last = (time.monotonic(), self._cpu_seconds())
+
+    def _cpu_seconds(self) -> float:
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def _cpu_percent(self) -> float:
+        """Since the previous sample. CPU times tick in 10 ms steps, so over a short
+        interval the ratio can overshoot: it is capped at what the machine has."""
+        then, used_then = self._last
+        now, used = time.monotonic(), self._cpu_seconds()
+        self._last = (now, used)
+        if now <= then:
+            return 0.0
+        return min(100.0 * self._cores, 100.0 * (used - used_then) / (now - then))
 
     def sample(self) -> SystemSample:
         process = self._process
         with process.oneshot():
             figures = SystemSample(
-                cpu_percent=process.cpu_percent(None),
+                cpu_percent=self._cpu_percent(),
                 rss_bytes=process.memory_info().rss,
                 open_fds=process.num_fds(),
                 open_connections=len(process.net_connections(kind="tcp")),
