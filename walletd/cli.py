@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from walletd import __version__, keys_cli
+from walletd import __version__, keys_cli, sdnotify
 from walletd.app import create_app, reload
 from walletd.appkeys import METRICS, STREAMS
 from walletd.config import ConfigError, Settings
@@ -106,8 +106,12 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
         loop.add_signal_handler(signum, _first_then_at_once, stop, signum)
     reloads: set[asyncio.Task[None]] = set()
 
+    async def reload_notified() -> None:
+        with sdnotify.reloading():
+            await reload(app)
+
     def on_sighup() -> None:
-        task = loop.create_task(reload(app))
+        task = loop.create_task(reload_notified())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -127,7 +131,9 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
         gc.freeze()
         bound = [f"{a[0]}:{a[1]}" for a in runner.addresses]
         log.info("server_started", extra={"listen": bound, "version": __version__})
+        sdnotify.notify("READY=1", f"STATUS=serving on {', '.join(bound)}")
         await stop.wait()
+        sdnotify.notify("STOPPING=1", "STATUS=draining")
         log.info("server_stopping", extra={"open_streams": len(app[STREAMS])})
     finally:
         for extra in cleanups:

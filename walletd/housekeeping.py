@@ -1,9 +1,9 @@
 """The background task (SPEC §5): periodic upkeep that must not depend on traffic.
 
-Each tick it expires cached histories, reaps stale streams, ends the streams of revoked
-keys, re-checks the error-rate alert, and, every SYSTEM_METRICS_INTERVAL, samples the
-process's figures. One failing job
-is logged and the others, and the next ticks, go on.
+Each tick it pings the systemd watchdog when due, expires cached histories, reaps stale
+streams, ends the streams of revoked keys, re-checks the error-rate alert, and, every
+SYSTEM_METRICS_INTERVAL, samples the process's figures. One failing job is logged and
+the others, and the next ticks, go on.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from walletd import sdnotify
 from walletd.access import end_revoked_streams
 from walletd.appkeys import ALERTS, HISTORY, KEYSTORE, METRICS, SETTINGS, STREAMS
 from walletd.system_metrics import SystemSampler
@@ -62,10 +63,22 @@ async def run_housekeeping(app: web.Application, tick_s: float = TICK_S) -> None
         if KEYSTORE in app:
             await end_revoked_streams(app)
 
+    watchdog_s = sdnotify.watchdog_interval_s()
+    next_ping = 0.0
+
+    async def watchdog() -> None:
+        # From this task, not a timer of its own: a stuck event loop stops the pings
+        # and systemd restarts the process (WatchdogSec=).
+        nonlocal next_ping
+        if watchdog_s is not None and time.monotonic() >= next_ping:
+            next_ping = time.monotonic() + watchdog_s
+            sdnotify.notify("WATCHDOG=1")
+
     async def alerts() -> None:
         app[ALERTS].check()  # a window that empties ends an episode with no stream ending
 
     jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("watchdog", watchdog),
         ("sample_system", sample),
         ("sweep_history", sweep),
         ("reap_streams", reap),
@@ -85,7 +98,12 @@ async def housekeeping(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the task lives exactly as long as the app. It ticks often enough for
     short timeouts too (tests, or an SRE's choice)."""
     settings = app[SETTINGS]
-    tick = min(TICK_S, settings.stale_stream_timeout_s / 2, settings.system_metrics_interval_s)
+    tick = min(
+        TICK_S,
+        settings.stale_stream_timeout_s / 2,
+        settings.system_metrics_interval_s,
+        sdnotify.watchdog_interval_s() or TICK_S,
+    )
     task = asyncio.create_task(run_housekeeping(app, tick), name="housekeeping")
     yield
     task.cancel()
