@@ -88,6 +88,8 @@ CONTENT_LENGTH = b"\r\nContent-Length: "
 WINDOW_S = "1"
 LIMIT = "1000000"
 WARMUP_S = 1.0
+REDO_LIMIT = 5  # times a noisy slice is measured again
+REDO_PAUSE_S = 1.0  # before measuring it again: such bursts last a few seconds
 
 
 # ---------------------------------------------------------------------------------------
@@ -369,6 +371,7 @@ class Share:
     wall_s: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)  # core-seconds, by CPU_KEYS
     latencies: list[float] = field(default_factory=list)
+    redone: int = 0  # slices measured again because other processes were busy
 
     def add(self, usage: dict[str, float], latencies: list[float]) -> None:
         self.wall_s += usage["wall_s"]
@@ -390,6 +393,7 @@ class Share:
             **cpu,
             "wall_s": self.wall_s,
             "requests": len(self.latencies),
+            "redone_slices": self.redone,
         }
 
 
@@ -419,17 +423,28 @@ def in_turn(targets: list[Target], turn: int) -> list[Target]:
 
 async def run_round(run: Run, targets: list[Target], redis_target: RedisTarget, no: int) -> None:
     """--duration seconds of each backend, in slices of about --slice seconds taken in
-    turn: this machine's noise comes in bursts of seconds, which then hit every backend
-    of the round about alike, rather than one of them whole."""
+    turn, so that a drift of the machine hits every backend of the round alike.
+
+    Other processes on this shared machine come in bursts that take a good part of
+    walletd's core: a slice during which they used more than --max-noise cores is
+    measured again after a pause, up to REDO_LIMIT times (the last attempt then counts
+    as it is).
+    """
     args = run.args
     slices = max(1, round(args.duration / args.slice))
     shares = {target.backend: Share() for target in targets}
     for slice_no in range(slices):
         for target in in_turn(targets, no * slices + slice_no):
-            usage, latencies = await load(
-                target, args.connections, args.duration / slices, redis_target
-            )
-            shares[target.backend].add(usage, latencies)
+            share = shares[target.backend]
+            for attempt in range(REDO_LIMIT + 1):
+                usage, latencies = await load(
+                    target, args.connections, args.duration / slices, redis_target
+                )
+                if usage["other_cpu"] <= args.max_noise or attempt == REDO_LIMIT:
+                    break
+                share.redone += 1
+                await asyncio.sleep(REDO_PAUSE_S)
+            share.add(usage, latencies)
     for backend, share in shares.items():
         figures = share.figures()
         run.rounds[backend].append(figures)
@@ -564,6 +579,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--max-noise",
+        type=float,
+        default=0.15,
+        help="CPU (cores) other processes may use during a slice before it is redone",
+    )
+    parser.add_argument(
         "--redis-url", default=None, help="use this Redis, not a redis-server of our own"
     )
     parser.add_argument(
@@ -586,6 +607,11 @@ def report(run: Run) -> int:
     print(
         f"\n{checked:,} answers in the rounds, each a 400 INVALID_PARAMETER with RateLimit-* "
         "headers (no 429, no other status); Redis ran a limiter script for each of its requests"
+    )
+    redone = {b: sum(int(r["redone_slices"]) for r in run.rounds[b]) for b in BACKENDS}
+    print(
+        f"slices measured again because other processes used over {run.args.max_noise:g} "
+        f"cores: {', '.join(f'{b} {n}' for b, n in redone.items())}"
     )
     print(f"\nfigures: {save_results(run, rows)}")
     return 0 if all(r.passed is not False for r in rows) else 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -9,13 +10,15 @@ import psutil
 
 from walletd.metrics import Metrics
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class SystemSample:
     cpu_percent: float  # 100 = one core, since the previous sample
     rss_bytes: int
     open_fds: int
-    open_connections: int
+    open_connections: int  # -1: not readable here
 
 
 class SystemSampler:
@@ -30,6 +33,7 @@ class SystemSampler:
         self._process = psutil.Process()
         self._cores = psutil.cpu_count() or 1
         self._last = (time.monotonic(), self._cpu_seconds())
+        self._warned = False
 
     def _cpu_seconds(self) -> float:
         times = self._process.cpu_times()
@@ -52,11 +56,23 @@ class SystemSampler:
                 cpu_percent=self._cpu_percent(),
                 rss_bytes=process.memory_info().rss,
                 open_fds=process.num_fds(),
-                open_connections=len(process.net_connections(kind="tcp")),
+                open_connections=self._connections(),
             )
         m = self._metrics
         m.cpu_percent.set(figures.cpu_percent)
         m.rss_bytes.set(figures.rss_bytes)
         m.open_fds.set(figures.open_fds)
-        m.open_connections.set(figures.open_connections)
+        if figures.open_connections >= 0:
+            m.open_connections.set(figures.open_connections)
         return figures
+
+    def _connections(self) -> int:
+        """Open TCP connections, or -1 where /proc/net is hidden (a sandbox such as
+        systemd's ProcSubset=pid): the other figures must not be lost with it."""
+        try:
+            return len(self._process.net_connections(kind="tcp"))
+        except (psutil.Error, OSError) as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("connections_unavailable", extra={"error": type(exc).__name__})
+            return -1
