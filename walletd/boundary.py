@@ -17,6 +17,7 @@ from walletd.errors import (
     NotFound,
     RequestLineTooLarge,
     RequestTooLarge,
+    ServiceUnavailable,
     WalletdError,
 )
 from walletd.logs import request_log_context
@@ -117,7 +118,10 @@ def _from_http(exc: web.HTTPException) -> WalletdError:
 def error_response(request: web.Request, exc: WalletdError) -> web.Response:
     request.app[METRICS].rejected(exc.code)
     if exc.status >= 500:
-        log.error("request_failed", extra={"code": exc.code, "detail": str(exc)})
+        # A 503 is the server working as designed (draining, circuit open): not an error
+        # line on every deploy.
+        level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
+        log.log(level, "request_failed", extra={"code": exc.code, "detail": str(exc)})
     resp = web.json_response(exc.body(request.get(REQUEST_ID)), status=exc.status)
     if exc.retry_after is not None:
         resp.headers["Retry-After"] = str(exc.retry_after)
