@@ -42,6 +42,7 @@ from walletd.keys import open_keystore
 from walletd.lifecycle import Lifecycle, Phase
 from walletd.limits import Limits
 from walletd.metrics import Metrics
+from walletd.openapi import openapi_handler
 from walletd.registry import StreamRegistry
 from walletd.stream import stream_handler
 from walletd.trades.demo import DemoSource
@@ -122,6 +123,7 @@ def create_app(
     app.router.add_get("/ready", ready, name="ready")
     if settings.metrics_port is None:  # else only on its own loopback listener (cli.py)
         app.router.add_get("/metrics", app[METRICS].handler(), name="metrics")
+    app.router.add_get("/openapi.json", openapi_handler, name="openapi")
     enable_cors(app, settings.allowed_origins)  # last: it covers the routes above
     return app
 

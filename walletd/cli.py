@@ -1,4 +1,4 @@
-"""The `walletd` command: serve | check-config | keys."""
+"""The `walletd` command: serve | check-config | keys | stream."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from walletd import __version__, keys_cli, sdnotify
+from walletd import __version__, keys_cli, sdnotify, stream_cli
 from walletd.app import create_app, reload
 from walletd.appkeys import METRICS, STREAMS
 from walletd.config import ConfigError, Settings
@@ -39,11 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default: PORT, or 8080)")
     commands.add_parser("check-config", help="print effective settings, secrets masked")
     keys_cli.add_parser(commands)
+    stream_cli.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "stream":  # a client: it has no server settings to load
+        return stream_cli.run(args)
     try:
         settings = Settings.from_env()
         if args.command != "keys":
