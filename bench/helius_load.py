@@ -66,11 +66,14 @@ from bench.stream_load import (  # noqa: E402
     git_describe,
     percentile,
     prepare_process,
+    print_columns,
+    print_profiles,
     start_py_spy,
     start_walletd,
     stop_py_spy,
     stream_path,
     top_frames,
+    verdict,
     verify_full_stream,
 )
 from tests.fake_helius import RPC, TRANSACTIONS, FakeHelius, LogEntry  # noqa: E402
@@ -521,15 +524,11 @@ def rows_of(run: Run) -> list[Row]:
 
 def print_table(rows: list[Row], rounds: int) -> None:
     header = ("scenario", "metric", "median", *(f"r{i + 1}" for i in range(rounds)))
-    header += ("target", "result")
-    lines = [header]
+    lines = [(*header, "target", "result")]
     for r in rows:
-        verdict = "" if r.passed is None else ("PASS" if r.passed else "FAIL")
         cells = [fmt(v) for v in r.values] + [""] * (rounds - len(r.values))
-        lines.append((r.scenario, r.metric, fmt(r.median), *cells, r.target, verdict))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        lines.append((r.scenario, r.metric, fmt(r.median), *cells, r.target, verdict(r.passed)))
+    print_columns(lines)
 
 
 def save_results(run: Run, rows: list[Row]) -> Path:
@@ -620,9 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (status := execute(run_all, run)) is not None:
             return status
     rows = rows_of(run)
-    for label, frames in run.profiles.items():
-        print(f"\nwalletd, {label}: top frames by own samples (py-spy)")
-        print("\n".join(frames))
+    print_profiles(run)
     print(
         f"\nwalletd {run.commit}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
         f"{args.signatures:,} signatures, {run.trades:,} trades per stream"

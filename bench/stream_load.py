@@ -886,17 +886,24 @@ def fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) >= 1 else f"{value:.2f}"
 
 
-def print_table(rows: list[Row]) -> None:
-    header = ("scenario", "metric", "walletd", "raw", "ratio", "target", "result")
-    lines = [header]
-    for r in rows:
-        verdict = "" if r.passed is None else ("PASS" if r.passed else "FAIL")
-        lines.append(
-            (r.scenario, r.metric, fmt(r.walletd), fmt(r.raw), r.shown_ratio, r.target, verdict)
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+def verdict(passed: bool | None) -> str:
+    """A row's result column: PASS, FAIL, or blank for a figure without a target."""
+    return "" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def print_columns(lines: Sequence[Sequence[str]]) -> None:
+    """Print `lines` (the header first) as left-aligned columns."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def print_table(rows: list[Row]) -> None:
+    lines = [("scenario", "metric", "walletd", "raw", "ratio", "target", "result")]
+    for r in rows:
+        figures = (fmt(r.walletd), fmt(r.raw), r.shown_ratio)
+        lines.append((r.scenario, r.metric, *figures, r.target, verdict(r.passed)))
+    print_columns(lines)
 
 
 def save_results(run: Run, rows: list[Row]) -> Path:

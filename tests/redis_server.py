@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-import pytest
+from ci import missing
 
 
 def free_port() -> int:
@@ -72,12 +72,6 @@ class RedisServer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def redis_binary() -> str | None:
     return shutil.which("redis-server")
 
@@ -90,8 +84,7 @@ def require_private_server() -> RedisServer:
     """A new private server, started (tests that stop and restart it own it)."""
     binary = redis_binary()
     if binary is None:
-        _missing("redis-server is not installed (needed to stop and restart a Redis)")
-        raise AssertionError("unreachable")
+        missing("redis-server is not installed (needed to stop and restart a Redis)")
     server = RedisServer(binary, free_port())
     server.start()
     return server
@@ -106,6 +99,5 @@ def session_url() -> tuple[str, RedisServer | None]:
         return server.url, server
     url = fallback_url()
     if url is None:
-        _missing("no Redis: redis-server is not installed and REDIS_URL is not set")
-    assert url is not None
+        missing("no Redis: redis-server is not installed and REDIS_URL is not set")
     return url, None

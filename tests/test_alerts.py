@@ -9,12 +9,14 @@ import hmac
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiohttp import web
+from clocks import FakeClock
+from conftest import log_messages
 from standardwebhooks import Webhook
 
 from walletd.alerts import MAX_IN_FLIGHT, MIN_STREAMS, AlertMonitor, ErrorRate
@@ -27,17 +29,6 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # Retries in milliseconds: the tests wait on the receiver, not on backoff.
 FAST = RetryPolicy(max_retries=3, deadline_s=10.0, base_s=0.001, cap_s=0.001)
 DRAIN_S = 10.0  # close() grace: long enough for every test delivery to finish
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Receiver:
@@ -73,12 +64,7 @@ class Receiver:
 
 @pytest.fixture
 def logged(caplog: pytest.LogCaptureFixture) -> Callable[[str], list[logging.LogRecord]]:
-    caplog.set_level(logging.INFO, logger="walletd.alerts")
-
-    def named(message: str) -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "walletd.alerts" and r.msg == message]
-
-    return named
+    return log_messages(caplog, "walletd.alerts")
 
 
 @pytest.fixture
@@ -109,9 +95,18 @@ def make_monitor(monitors: list[AlertMonitor]) -> Callable[..., tuple[AlertMonit
     return make
 
 
-async def serve(aiohttp_server: Any, receiver: Receiver, query: str = "") -> str:
-    server = await aiohttp_server(receiver.app())
-    return str(server.make_url("/hook")) + query
+@pytest.fixture
+def monitor_for(
+    aiohttp_server: Any, make_monitor: Callable[..., tuple[AlertMonitor, ErrorRate]]
+) -> Callable[..., Awaitable[tuple[AlertMonitor, ErrorRate]]]:
+    """A monitor whose webhook is `receiver`, served on a real socket:
+    `monitor, rate = await monitor_for(receiver)`."""
+
+    async def make(receiver: Receiver, secret: str = SECRET) -> tuple[AlertMonitor, ErrorRate]:
+        server = await aiohttp_server(receiver.app())
+        return make_monitor(str(server.make_url("/hook")), secret=secret)
+
+    return make
 
 
 def finish(rate: ErrorRate, *, errored: int = 0, ok: int = 0) -> None:
@@ -250,10 +245,10 @@ def test_webhook_url_without_secret_key_is_refused() -> None:
 
 
 async def test_webhook_alert_and_recovery_arrive_signed_and_verifiable(
-    aiohttp_server: Any, make_monitor: Any, logged: Any
+    monitor_for: Any, logged: Any
 ) -> None:
     receiver = Receiver()
-    monitor, rate = make_monitor(await serve(aiohttp_server, receiver))
+    monitor, rate = await monitor_for(receiver)
     finish(rate, errored=MIN_STREAMS)
     monitor.check()
     await asyncio.wait_for(receiver.delivered.wait(), 10)
@@ -286,12 +281,10 @@ async def test_webhook_alert_and_recovery_arrive_signed_and_verifiable(
     assert len(logged("alert_webhook_delivered")) == 2
 
 
-async def test_webhook_with_plain_secret_is_signed_with_its_utf8_bytes(
-    aiohttp_server: Any, make_monitor: Any
-) -> None:
+async def test_webhook_with_plain_secret_is_signed_with_its_utf8_bytes(monitor_for: Any) -> None:
     receiver = Receiver()
     secret = "a plain SECRET_KEY, not whsec_"
-    monitor, rate = make_monitor(await serve(aiohttp_server, receiver), secret=secret)
+    monitor, rate = await monitor_for(receiver, secret=secret)
     finish(rate, errored=MIN_STREAMS)
     monitor.check()
     await asyncio.wait_for(receiver.delivered.wait(), 10)
@@ -302,10 +295,10 @@ async def test_webhook_with_plain_secret_is_signed_with_its_utf8_bytes(
 
 @pytest.mark.parametrize("failures", [[503, 503], [429, 500]])
 async def test_webhook_retried_on_5xx_and_429_with_the_same_id(
-    aiohttp_server: Any, make_monitor: Any, logged: Any, failures: list[int]
+    monitor_for: Any, logged: Any, failures: list[int]
 ) -> None:
     receiver = Receiver(statuses=failures)
-    monitor, rate = make_monitor(await serve(aiohttp_server, receiver))
+    monitor, rate = await monitor_for(receiver)
     finish(rate, errored=MIN_STREAMS)
     monitor.check()
     await asyncio.wait_for(receiver.delivered.wait(), 10)
@@ -321,11 +314,9 @@ async def test_webhook_retried_on_5xx_and_429_with_the_same_id(
     assert (delivered.attempts, delivered.status) == (3, 200)
 
 
-async def test_webhook_not_retried_on_400(
-    aiohttp_server: Any, make_monitor: Any, logged: Any
-) -> None:
+async def test_webhook_not_retried_on_400(monitor_for: Any, logged: Any) -> None:
     receiver = Receiver(statuses=[400])
-    monitor, rate = make_monitor(await serve(aiohttp_server, receiver))
+    monitor, rate = await monitor_for(receiver)
     finish(rate, errored=MIN_STREAMS)
     monitor.check()
     await monitor.close(grace_s=DRAIN_S)  # waits for the delivery to end
@@ -360,12 +351,10 @@ async def test_unreachable_receiver_is_logged_never_raised(
         assert "hunter2" not in json.dumps(record.__dict__, default=str)
 
 
-async def test_deliveries_beyond_the_bound_are_dropped(
-    aiohttp_server: Any, make_monitor: Any, logged: Any
-) -> None:
+async def test_deliveries_beyond_the_bound_are_dropped(monitor_for: Any, logged: Any) -> None:
     gate = asyncio.Event()
     receiver = Receiver(gate=gate)
-    monitor, rate = make_monitor(await serve(aiohttp_server, receiver))
+    monitor, rate = await monitor_for(receiver)
     for _ in range(MAX_IN_FLIGHT + 1):  # each alert or recovery is one delivery
         if monitor.alerting:
             clock_of(rate).advance(WINDOW_S)
@@ -380,11 +369,11 @@ async def test_deliveries_beyond_the_bound_are_dropped(
 
 
 async def test_close_cancels_deliveries_still_pending_after_the_grace(
-    aiohttp_server: Any, make_monitor: Any, logged: Any
+    monitor_for: Any, logged: Any
 ) -> None:
     gate = asyncio.Event()
     receiver = Receiver(gate=gate)
-    monitor, rate = make_monitor(await serve(aiohttp_server, receiver))
+    monitor, rate = await monitor_for(receiver)
     finish(rate, errored=MIN_STREAMS)
     monitor.check()
     await asyncio.wait_for(receiver.arrived.wait(), 10)

@@ -103,7 +103,14 @@ async def test_repeated_parameter_is_400(serve):
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/nope", "/v4/wallet", f"/v4/wallet/{WALLET}", f"/v4/wallet/{WALLET}/stream/x", "/v3/x"],
+    [
+        "/static/nope",
+        "/nope",
+        "/v4/wallet",
+        f"/v4/wallet/{WALLET}",
+        f"/v4/wallet/{WALLET}/stream/x",
+        "/v3/x",
+    ],
 )
 async def test_unknown_route_is_404(serve, path):
     client = await serve()

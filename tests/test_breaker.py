@@ -5,25 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from clocks import FakeClock
 
 from walletd.breaker import CircuitBreaker, CircuitState
 from walletd.errors import ServiceUnavailable
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(0.0)
 
 
 @pytest.fixture
@@ -37,9 +27,37 @@ async def fail(breaker: CircuitBreaker) -> None:
             raise RuntimeError("upstream 502 after retries")
 
 
+async def trip(breaker: CircuitBreaker) -> None:
+    """Three failures in a row: enough to open it."""
+    for _ in range(3):
+        await fail(breaker)
+
+
 async def succeed(breaker: CircuitBreaker) -> None:
     async with breaker.call():
         pass
+
+
+async def held(breaker: CircuitBreaker, release: asyncio.Event | None = None) -> asyncio.Task[None]:
+    """A call that has entered the breaker and stays inside until `release` is set (with
+    none, until cancelled)."""
+    entered, hold = asyncio.Event(), release or asyncio.Event()
+
+    async def call() -> None:
+        async with breaker.call():
+            entered.set()
+            await hold.wait()
+
+    task = asyncio.create_task(call())
+    await entered.wait()
+    return task
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a held call; it ends cancelled."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_third_failure_within_the_window_opens_it(breaker, clock):
@@ -61,8 +79,7 @@ async def test_failures_spread_over_more_than_the_window_do_not(breaker, clock):
 
 
 async def test_open_circuit_fails_fast_with_time_left(breaker, clock):
-    for _ in range(3):
-        await fail(breaker)
+    await trip(breaker)
     clock.advance(12.5)
     entered = False
     with pytest.raises(ServiceUnavailable) as caught:
@@ -74,8 +91,7 @@ async def test_open_circuit_fails_fast_with_time_left(breaker, clock):
 
 
 async def test_one_probe_after_the_open_period_closes_it(breaker, clock):
-    for _ in range(3):
-        await fail(breaker)
+    await trip(breaker)
     clock.advance(30)
     assert breaker.state is CircuitState.HALF_OPEN
     await succeed(breaker)
@@ -84,8 +100,7 @@ async def test_one_probe_after_the_open_period_closes_it(breaker, clock):
 
 
 async def test_a_failed_probe_opens_it_for_a_full_period(breaker, clock):
-    for _ in range(3):
-        await fail(breaker)
+    await trip(breaker)
     clock.advance(31)
     await fail(breaker)
     assert breaker.state is CircuitState.OPEN
@@ -93,18 +108,10 @@ async def test_a_failed_probe_opens_it_for_a_full_period(breaker, clock):
 
 
 async def test_only_one_probe_at_a_time(breaker, clock):
-    for _ in range(3):
-        await fail(breaker)
+    await trip(breaker)
     clock.advance(30)
-    probe_entered, release = asyncio.Event(), asyncio.Event()
-
-    async def probe() -> None:
-        async with breaker.call():
-            probe_entered.set()
-            await release.wait()
-
-    task = asyncio.create_task(probe())
-    await probe_entered.wait()
+    release = asyncio.Event()
+    task = await held(breaker, release)  # the probe
     with pytest.raises(ServiceUnavailable):
         await succeed(breaker)
     release.set()
@@ -113,40 +120,18 @@ async def test_only_one_probe_at_a_time(breaker, clock):
 
 
 async def test_cancelled_calls_never_count(breaker, clock):
-    entered = asyncio.Event()
-
-    async def abandoned() -> None:
-        async with breaker.call():
-            entered.set()
-            await asyncio.Event().wait()
-
     for _ in range(5):
-        entered.clear()
-        task = asyncio.create_task(abandoned())
-        await entered.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        task = await held(breaker)
+        await cancel(task)
     assert breaker.state is CircuitState.CLOSED
     assert breaker.snapshot().recent_failures == 0
 
 
 async def test_a_cancelled_probe_frees_the_probe_slot(breaker, clock):
-    for _ in range(3):
-        await fail(breaker)
+    await trip(breaker)
     clock.advance(30)
-    entered = asyncio.Event()
-
-    async def probe() -> None:
-        async with breaker.call():
-            entered.set()
-            await asyncio.Event().wait()
-
-    task = asyncio.create_task(probe())
-    await entered.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    task = await held(breaker)  # the probe
+    await cancel(task)
     await succeed(breaker)  # the next caller may probe
     assert breaker.state is CircuitState.CLOSED
 
@@ -154,8 +139,7 @@ async def test_a_cancelled_probe_frees_the_probe_slot(breaker, clock):
 async def test_listeners_see_every_transition(breaker, clock):
     seen: list[CircuitState] = []
     breaker.listeners.append(seen.append)
-    for _ in range(3):
-        await fail(breaker)
+    await trip(breaker)
     clock.advance(30)
     await succeed(breaker)
     assert seen == [CircuitState.OPEN, CircuitState.CLOSED]
@@ -171,17 +155,9 @@ async def test_successes_while_closed_do_not_reset_the_window(breaker, clock):
 
 
 async def test_a_late_success_of_an_earlier_call_does_not_close_it(breaker, clock):
-    entered, release = asyncio.Event(), asyncio.Event()
-
-    async def slow() -> None:
-        async with breaker.call():
-            entered.set()
-            await release.wait()
-
-    task = asyncio.create_task(slow())
-    await entered.wait()
-    for _ in range(3):
-        await fail(breaker)
+    release = asyncio.Event()
+    task = await held(breaker, release)
+    await trip(breaker)
     release.set()
     await task
     assert breaker.state is CircuitState.OPEN

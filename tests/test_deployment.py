@@ -7,7 +7,6 @@ openssl and promtool are optional everywhere.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from ci import in_ci
 
 from walletd.app import create_app
 from walletd.appkeys import METRICS
@@ -37,7 +37,7 @@ MAX_EXPOSURE = 2.0
 
 
 def missing(message: str, *, required_in_ci: bool = False) -> NoReturn:
-    if required_in_ci and os.environ.get("CI", "").strip().lower() == "true":
+    if required_in_ci and in_ci():
         pytest.fail(f"{message}: CI must check the systemd units")
     pytest.skip(message)
 

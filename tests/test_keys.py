@@ -11,11 +11,13 @@ import string
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
+from clocks import FakeClock
 from conftest import make_settings
 
 from walletd.errors import InvalidApiKey, ServiceUnavailable
@@ -40,20 +42,9 @@ SECRET = "s" * 32
 DAY = 86_400.0
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture
@@ -274,6 +265,22 @@ async def test_file_store_missing_file_means_no_keys(tmp_path: Path, hasher: Key
     assert not (tmp_path / "absent.json").exists()
 
 
+async def revoke_and_check(
+    writer: KeyStore,
+    reader: KeyStore,
+    key: str,
+    record: KeyRecord,
+    clock: FakeClock,
+    after_s: float,
+) -> None:
+    """Revoke `key` through `writer`: `after_s` later, `reader` refuses it as revoked."""
+    await writer.revoke(record.id)
+    clock.advance(after_s)
+    with pytest.raises(InvalidApiKey, match="revoked"):
+        await authenticate(reader, key, clock())
+    assert (await reader.get(record.id)).revoked  # type: ignore[union-attr]
+
+
 async def test_file_store_sees_another_writer_after_the_check_interval(
     tmp_path: Path, hasher: KeyHasher, clock: FakeClock
 ) -> None:
@@ -287,11 +294,7 @@ async def test_file_store_sees_another_writer_after_the_check_interval(
     clock.advance(1.0)
     assert await server.find(key) == record
 
-    await cli.revoke(record.id)
-    clock.advance(1.0)
-    with pytest.raises(InvalidApiKey, match="revoked"):
-        await authenticate(server, key, clock())
-    assert (await server.get(record.id)).revoked  # type: ignore[union-attr]
+    await revoke_and_check(cli, server, key, record, clock, after_s=1.0)
 
 
 async def test_file_store_forgets_every_key_when_the_file_is_removed(
@@ -397,35 +400,46 @@ async def test_file_store_keeps_the_file_private_across_rewrites(
 
 
 @pytest.fixture
-async def redis_store(
+async def open_redis_store(
     redis_url: str, redis_prefix: str, hasher: KeyHasher, clock: FakeClock
-) -> AsyncIterator[RedisKeyStore]:
-    store = RedisKeyStore(connect(redis_url), redis_prefix, hasher, clock=clock, cache_s=2.0)
-    yield store
-    await store.close()
+) -> AsyncIterator[Callable[[], RedisKeyStore]]:
+    """Open a RedisKeyStore on the test's Redis and prefix, as another process would (its
+    answers cached for 2 s, on the test's clock); each is closed after the test."""
+    opened: list[RedisKeyStore] = []
+
+    def open_store() -> RedisKeyStore:
+        store = RedisKeyStore(connect(redis_url), redis_prefix, hasher, clock=clock, cache_s=2.0)
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+def redis_store(open_redis_store: Callable[[], RedisKeyStore]) -> RedisKeyStore:
+    return open_redis_store()
 
 
 async def test_redis_store_holds_digests_never_keys(
-    redis_store: RedisKeyStore, redis_url: str, redis_prefix: str, hasher: KeyHasher
+    redis_store: RedisKeyStore, redis_client: redis.Redis, redis_prefix: str, hasher: KeyHasher
 ) -> None:
     key, record = await redis_store.create("a", ["stream"], None)
-    client = connect(redis_url)
-    try:
-        names = [n.decode() async for n in client.scan_iter(match=f"{redis_prefix}*")]
-        assert sorted(names) == sorted(
-            [f"{redis_prefix}key:{hasher.digest(key)}", f"{redis_prefix}keyids"]
-        )
-        stored = await client.get(f"{redis_prefix}key:{hasher.digest(key)}")
-        assert stored is not None and key.encode() not in stored
-        assert json.loads(stored)["id"] == record.id
-        assert await client.hget(f"{redis_prefix}keyids", record.id) == hasher.digest(key).encode()
-    finally:
-        await client.aclose()
+    names = [n.decode() async for n in redis_client.scan_iter(match=f"{redis_prefix}*")]
+    assert sorted(names) == sorted(
+        [f"{redis_prefix}key:{hasher.digest(key)}", f"{redis_prefix}keyids"]
+    )
+    stored = await redis_client.get(f"{redis_prefix}key:{hasher.digest(key)}")
+    assert stored is not None and key.encode() not in stored
+    assert json.loads(stored)["id"] == record.id
+    digest = hasher.digest(key)
+    assert await redis_client.hget(f"{redis_prefix}keyids", record.id) == digest.encode()
 
 
 async def test_redis_store_caches_answers_for_cache_s(
     redis_store: RedisKeyStore,
-    redis_url: str,
+    redis_client: redis.Redis,
     redis_prefix: str,
     hasher: KeyHasher,
     clock: FakeClock,
@@ -434,12 +448,9 @@ async def test_redis_store_caches_answers_for_cache_s(
     other = generate_key()
     assert await redis_store.find(key) == record
     assert await redis_store.find(other) is None
-    client = connect(redis_url)
-    try:  # behind the store's back: delete the key, add the other one
-        await client.delete(f"{redis_prefix}key:{hasher.digest(key)}")
-        await client.set(f"{redis_prefix}key:{hasher.digest(other)}", b"{}")
-    finally:
-        await client.aclose()
+    # Behind the store's back: delete the key, add the other one.
+    await redis_client.delete(f"{redis_prefix}key:{hasher.digest(key)}")
+    await redis_client.set(f"{redis_prefix}key:{hasher.digest(other)}", b"{}")
     assert await redis_store.find(key) == record  # served from the cache: no round trip
     assert await redis_store.find(other) is None
     clock.advance(2.0)
@@ -447,47 +458,31 @@ async def test_redis_store_caches_answers_for_cache_s(
 
 
 async def test_redis_store_revocation_reaches_another_instance_within_cache_s(
-    redis_store: RedisKeyStore,
-    redis_url: str,
-    redis_prefix: str,
-    hasher: KeyHasher,
-    clock: FakeClock,
+    redis_store: RedisKeyStore, open_redis_store: Callable[[], RedisKeyStore], clock: FakeClock
 ) -> None:
-    server = RedisKeyStore(connect(redis_url), redis_prefix, hasher, clock=clock, cache_s=2.0)
-    try:
-        key, record = await redis_store.create("x", ["stream"], None)
-        assert (await authenticate(server, key, clock())).id == record.id
-        await redis_store.revoke(record.id)
-        clock.advance(2.0)
-        with pytest.raises(InvalidApiKey, match="revoked"):
-            await authenticate(server, key, clock())
-        assert (await server.get(record.id)).revoked  # type: ignore[union-attr]
-    finally:
-        await server.close()
+    server = open_redis_store()
+    key, record = await redis_store.create("x", ["stream"], None)
+    assert (await authenticate(server, key, clock())).id == record.id
+    await revoke_and_check(redis_store, server, key, record, clock, after_s=2.0)
 
 
 async def test_redis_store_revoke_racing_rotate_is_never_lost(
-    redis_store: RedisKeyStore, redis_url: str, redis_prefix: str, hasher: KeyHasher
+    redis_store: RedisKeyStore, open_redis_store: Callable[[], RedisKeyStore]
 ) -> None:
     """Rotate rewrites the old record; done as read-then-write, it could undo a revoke."""
-    revoker = RedisKeyStore(connect(redis_url), redis_prefix, hasher)
-    rotator = RedisKeyStore(connect(redis_url), redis_prefix, hasher)
-    try:
-        records = [(await redis_store.create(f"k{i}", ["stream"], None))[1] for i in range(20)]
-        outcomes = await asyncio.gather(
-            *(revoker.revoke(r.id) for r in records),
-            *(rotator.rotate(r.id, 60) for r in records),
-            return_exceptions=True,  # a rotate after its revoke is refused: that's fine
-        )
-        revokes, rotates = outcomes[: len(records)], outcomes[len(records) :]
-        assert all(isinstance(r, KeyRecord) for r in revokes)  # every revoke went through
-        rotated = [r for r in rotates if not isinstance(r, BaseException)]
-        listed = {r.id: r for r in await redis_store.list()}
-        assert all(listed[r.id].revoked for r in records)  # ...and none was undone
-        assert len(listed) == len(records) + len(rotated)
-    finally:
-        await revoker.close()
-        await rotator.close()
+    revoker, rotator = open_redis_store(), open_redis_store()
+    records = [(await redis_store.create(f"k{i}", ["stream"], None))[1] for i in range(20)]
+    outcomes = await asyncio.gather(
+        *(revoker.revoke(r.id) for r in records),
+        *(rotator.rotate(r.id, 60) for r in records),
+        return_exceptions=True,  # a rotate after its revoke is refused: that's fine
+    )
+    revokes, rotates = outcomes[: len(records)], outcomes[len(records) :]
+    assert all(isinstance(r, KeyRecord) for r in revokes)  # every revoke went through
+    rotated = [r for r in rotates if not isinstance(r, BaseException)]
+    listed = {r.id: r for r in await redis_store.list()}
+    assert all(listed[r.id].revoked for r in records)  # ...and none was undone
+    assert len(listed) == len(records) + len(rotated)
 
 
 async def test_redis_store_survives_an_outage_for_keys_it_has_seen(

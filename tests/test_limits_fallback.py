@@ -3,48 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from conftest import StartLimits, log_messages
 from redis_server import RedisServer
 
-from walletd.config import Settings
 from walletd.errors import TooManyStreams
 from walletd.limits import Limits
 from walletd.redis_client import connect
 
-MakeLimits = Callable[..., Awaitable[Limits]]
 PROBE_S = 0.05
 
 
 @pytest.fixture
-async def make_limits(private_redis: RedisServer, redis_prefix: str) -> AsyncIterator[MakeLimits]:
-    """Start a `Limits` on the private Redis, probing quickly; all closed after."""
-    made: list[Limits] = []
+def make_limits(start_limits: StartLimits, private_redis: RedisServer) -> StartLimits:
+    """Start a `Limits` on the private Redis (or at `url`), probing quickly; all closed after."""
 
-    async def make(url: str = private_redis.url, **overrides: Any) -> Limits:
-        settings = Settings(redis_url=url, redis_prefix=redis_prefix)
-        limits = Limits(dataclasses.replace(settings, **overrides), probe_interval_s=PROBE_S)
-        await limits.start()
-        made.append(limits)
-        return limits
+    def make(url: str = private_redis.url, **fields: Any) -> Awaitable[Limits]:
+        return start_limits(url, probe_interval_s=PROBE_S, **fields)
 
-    yield make
-    for limits in made:
-        await limits.close()
+    return make
 
 
 @pytest.fixture
 def events(caplog: pytest.LogCaptureFixture) -> Callable[[str], list[logging.LogRecord]]:
-    caplog.set_level(logging.INFO, logger="walletd.limits")
-
-    def named(message: str) -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "walletd.limits" and r.msg == message]
-
-    return named
+    return log_messages(caplog, "walletd.limits")
 
 
 async def recovered(limits: Limits, timeout_s: float = 5.0) -> None:

@@ -5,22 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from clocks import FakeClock
 
 from walletd.config import Settings
 from walletd.errors import TooManyStreams
 from walletd.limits import Limits
 from walletd.limits.memory import MemoryRequestLimiter, MemoryStreamCap
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

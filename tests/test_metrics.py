@@ -119,12 +119,7 @@ async def test_upstream_latency_errors_and_circuit_state(serve, aiohttp_server):
     fake = FakeHelius(synthetic={WALLET: None})
     server = await aiohttp_server(fake.app())
     fake.faults.rpc.inject("status", times=1, status=503)
-    client = await serve(
-        HELIUS_KEY=fake.api_key,
-        HELIUS_RPC_URL=fake.rpc_url(server),
-        HELIUS_API_URL=fake.api_url(server),
-        HELIUS_RPS=1000,
-    )
+    client = await serve(**fake.walletd_env(server))
     await (await client.get(STREAM.format(WALLET))).read()
     m = await scrape(client)
     latency = "walletdoctor_upstream_request_seconds_count"

@@ -17,7 +17,7 @@ import hypothesis
 import openapi_spec_validator
 import pytest
 import schemathesis
-from conftest import UNLIMITED, WALLET, make_settings
+from conftest import WALLET, make_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -34,7 +34,6 @@ from walletd import errors
 from walletd.app import create_app
 from walletd.appkeys import KEYSTORE, LIFECYCLE, SETTINGS
 from walletd.lifecycle import Phase
-from walletd.logs import AccessLogger
 from walletd.openapi import (
     ADDRESS_PATTERN,
     DEMO_ASSETS,
@@ -42,12 +41,9 @@ from walletd.openapi import (
     HTTP_ERRORS,
     openapi_document,
 )
-from walletd.openapi import openapi_handler as serve_openapi
 from walletd.trades.demo import EMPTY_DEMO_WALLET, signature_at
 
 SECRET = "o" * 32
-# Documented but not yet routed. TODO(demo-page): drop once create_app adds the demo routes.
-NOT_YET_ROUTED = {("GET", "/"), ("GET", "/static/{name}")}
 
 
 def keyed_env(tmp_path: Any) -> dict[str, str]:
@@ -70,13 +66,6 @@ def env_of(config: str, tmp_path: Any) -> dict[str, Any]:
     return {}
 
 
-def with_openapi_route(app: Any) -> Any:
-    """The app, with GET /openapi.json added if create_app does not route it yet."""
-    if "openapi" not in app.router.named_resources():
-        app.router.add_get("/openapi.json", serve_openapi, name="openapi")
-    return app
-
-
 def operations(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {(m.upper(), path) for path, item in document["paths"].items() for m in item}
 
@@ -91,7 +80,7 @@ def test_document_is_valid_openapi_3_1(config, tmp_path):
 @pytest.mark.parametrize("config", CONFIGS)
 def test_every_route_is_documented_and_nothing_else(config, tmp_path):
     settings = make_settings(**env_of(config, tmp_path))
-    app = with_openapi_route(create_app(settings))
+    app = create_app(settings)
     routed = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
@@ -99,8 +88,7 @@ def test_every_route_is_documented_and_nothing_else(config, tmp_path):
         if route.method not in ("HEAD", "OPTIONS") and route.resource is not None
     }
     documented = operations(openapi_document(settings))
-    assert routed - documented == set()
-    assert documented - routed <= NOT_YET_ROUTED
+    assert routed == documented
 
 
 def test_demo_asset_names_are_the_served_ones():
@@ -161,20 +149,8 @@ def test_limit_bound_follows_max_wallet_trades():
     assert limit["schema"]["maximum"] == 500
 
 
-@pytest.fixture
-def walletd(aiohttp_server, aiohttp_client):
-    """Start walletd (with GET /openapi.json routed) on a real socket."""
-
-    async def start(**env: Any) -> Any:
-        app = with_openapi_route(create_app(make_settings(**{**UNLIMITED, **env})))
-        server = await aiohttp_server(app, access_log_class=AccessLogger)
-        return await aiohttp_client(server)
-
-    return start
-
-
-async def test_openapi_json_serves_the_document_without_a_key(walletd, tmp_path):
-    client = await walletd(**keyed_env(tmp_path))
+async def test_openapi_json_serves_the_document_without_a_key(serve, tmp_path):
+    client = await serve(**keyed_env(tmp_path))
     resp = await client.get("/openapi.json")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("application/json")
@@ -339,15 +315,15 @@ def base_url_of(client: Any) -> str:
     return str(client.make_url("")).rstrip("/")
 
 
-async def test_server_conforms_to_its_document_when_keys_are_not_required(walletd):
-    client = await walletd()
+async def test_server_conforms_to_its_document_when_keys_are_not_required(serve):
+    client = await serve()
     seen = await asyncio.to_thread(fuzz, base_url_of(client))
     assert seen[STREAM, 200] and seen[STREAM, 400] and seen["/metrics", 200]
     await asyncio.to_thread(oversized, base_url_of(client))
 
 
-async def test_server_conforms_to_its_document_when_keys_are_required(walletd, tmp_path):
-    client = await walletd(**keyed_env(tmp_path))
+async def test_server_conforms_to_its_document_when_keys_are_required(serve, tmp_path):
+    client = await serve(**keyed_env(tmp_path))
     store = client.server.app[KEYSTORE]
     key, _ = await store.create("all", ["stream", "metrics"], None)
     stream_only, _ = await store.create("stream", ["stream"], None)  # 403 on /metrics
@@ -367,8 +343,8 @@ async def test_server_conforms_to_its_document_when_keys_are_required(walletd, t
     await asyncio.to_thread(oversized, base_url_of(client), {"Authorization": f"Bearer {key}"})
 
 
-async def test_rate_limit_refusals_conform_to_the_document(walletd):
-    client = await walletd(RATE_LIMIT_REQUESTS=3)  # per client address without keys
+async def test_rate_limit_refusals_conform_to_the_document(serve):
+    client = await serve(RATE_LIMIT_REQUESTS=3)  # per client address without keys
     seen = await asyncio.to_thread(fuzz, base_url_of(client), examples=8, negative=False)
     assert seen[STREAM, 429] and seen["/metrics", 429]
 
@@ -380,17 +356,17 @@ def call_stream(base_url: str) -> int:
     return case.call_and_validate(base_url=base_url, checks=CHECKS).status_code
 
 
-async def test_stream_cap_refusal_conforms_to_the_document(walletd):
+async def test_stream_cap_refusal_conforms_to_the_document(serve):
     # A slow source holds the first stream open while the second is refused.
-    client = await walletd(RATE_LIMIT_STREAMING_CONNECTIONS=1, DEMO_LATENCY_MS=5000)
+    client = await serve(RATE_LIMIT_STREAMING_CONNECTIONS=1, DEMO_LATENCY_MS=5000)
     held = await client.get(f"/v4/wallet/{WALLET}/stream")
     await held.content.readline()
     assert await asyncio.to_thread(call_stream, base_url_of(client)) == 429  # TOO_MANY_STREAMS
     held.close()
 
 
-async def test_draining_server_conforms_to_the_document(walletd):
-    client = await walletd()
+async def test_draining_server_conforms_to_the_document(serve):
+    client = await serve()
     client.server.app[LIFECYCLE].phase = Phase.DRAINING  # /ready and new streams: 503
     conform = [check for check in CHECKS if check is not not_a_server_error]
     seen = await asyncio.to_thread(

@@ -9,7 +9,6 @@ from redis_server import free_port
 from sse_client import parse
 
 from walletd.appkeys import HISTORY
-from walletd.redis_client import connect
 from walletd.trades.demo import LARGE_DEMO_WALLET
 
 STREAM = "/v4/wallet/{}/stream"
@@ -19,14 +18,8 @@ STREAM = "/v4/wallet/{}/stream"
 async def upstream(aiohttp_server, redis_url, redis_prefix):
     fake = FakeHelius(synthetic={WALLET: None, LARGE_DEMO_WALLET: 1500})
     server = await aiohttp_server(fake.app())
-    fake.env = {  # type: ignore[attr-defined]
-        "HELIUS_KEY": fake.api_key,
-        "HELIUS_RPC_URL": fake.rpc_url(server),
-        "HELIUS_API_URL": fake.api_url(server),
-        "HELIUS_RPS": "1000",
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": redis_prefix,
-    }
+    env = fake.walletd_env(server, REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix)
+    fake.env = env  # type: ignore[attr-defined]
     return fake
 
 
@@ -64,21 +57,17 @@ async def test_a_history_cut_short_is_not_shared(serve, upstream):
     assert len(upstream.log) > calls  # fetched, not served a partial history
 
 
-async def test_an_unreadable_entry_is_a_miss(serve, upstream, redis_url, redis_prefix):
-    redis = connect(redis_url)
-    try:
-        await redis.set(f"{redis_prefix}history:1:{WALLET}:-", b"not zlib")
-        client = await serve(**upstream.env)
-        stream = await stream_of(client)
-        assert stream.events[-1].name == "complete" and stream.trades
-        assert upstream.calls("rpc")
-        # ...and the good history replaced it.
-        other = await serve(**upstream.env)
-        calls = len(upstream.log)
-        assert (await stream_of(other)).trades == stream.trades
-        assert len(upstream.log) == calls
-    finally:
-        await redis.aclose()
+async def test_an_unreadable_entry_is_a_miss(serve, upstream, redis_client, redis_prefix):
+    await redis_client.set(f"{redis_prefix}history:1:{WALLET}:-", b"not zlib")
+    client = await serve(**upstream.env)
+    stream = await stream_of(client)
+    assert stream.events[-1].name == "complete" and stream.trades
+    assert upstream.calls("rpc")
+    # ...and the good history replaced it.
+    other = await serve(**upstream.env)
+    calls = len(upstream.log)
+    assert (await stream_of(other)).trades == stream.trades
+    assert len(upstream.log) == calls
 
 
 async def test_an_unreachable_redis_only_costs_the_sharing(serve, upstream, caplog):

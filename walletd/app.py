@@ -34,6 +34,7 @@ from walletd.boundary import (
 from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
 from walletd.cors import enable_cors
+from walletd.demo_page import add_demo_routes
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
 from walletd.health import health, ready
@@ -124,6 +125,7 @@ def create_app(
     if settings.metrics_port is None:  # else only on its own loopback listener (cli.py)
         app.router.add_get("/metrics", app[METRICS].handler(), name="metrics")
     app.router.add_get("/openapi.json", openapi_handler, name="openapi")
+    add_demo_routes(app)  # GET / and its assets, while FEATURE_DEMO_PAGE is on
     enable_cors(app, settings.allowed_origins)  # last: it covers the routes above
     return app
 
