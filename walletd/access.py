@@ -1,11 +1,11 @@
 """Access control (SPEC §3): who is calling, how often, and what they may do.
 
-One middleware, in this order: identify the caller (an API key when keys are required,
-else the client address), count the request against the caller's sliding window, then
-check the key's scope. Counting before the scope check follows the SPEC: every
-authenticated request counts, whatever its outcome, except those the limiter refuses.
-Routes without a scope (/health, /ready) are neither authenticated nor counted: load
-balancers poll them.
+One middleware (after the request size checks), in this order: identify the caller (an
+API key when keys are required, else the client address), count the request against the
+caller's sliding window, then check the key's scope. Counting before the scope check
+follows the SPEC: every authenticated request counts, whatever its outcome, except those
+the limiter refuses. Routes without a scope (/health, /ready) are neither authenticated
+nor counted: load balancers poll them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from walletd.appkeys import (
     SUBJECT,
     VERDICT,
 )
-from walletd.boundary import Handler
+from walletd.boundary import Handler, check_request_size
 from walletd.config import IPNetwork
 from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
 from walletd.keys import authenticate, mask_key
@@ -43,14 +43,22 @@ _BEARER = "bearer "
 
 
 @web.middleware
-async def access_control(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def admission(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inside the boundary: requests too large, then access control, then the handler."""
+    check_request_size(request)
+    await admit(request)
+    return await handler(request)
+
+
+async def admit(request: web.Request) -> None:
+    """Raise unless this caller may make this request now; record who they are."""
     ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
     request[CLIENT_IP] = ip
     client_ip_var.set(ip)
     scope = ROUTE_SCOPES.get(request.match_info.route.name or "")
     # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
     if scope is None or request.method == "OPTIONS":
-        return await handler(request)
+        return
     app = request.app
     record = None
     if app[SETTINGS].api_key_required:
@@ -70,7 +78,6 @@ async def access_control(request: web.Request, handler: Handler) -> web.StreamRe
         raise RateLimited(f"{subject} over its window", retry_after=verdict.retry_after_s)
     if record is not None and scope not in record.scopes:
         raise Forbidden(f"key {record.id} lacks scope {scope}")
-    return await handler(request)
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from walletd import redis_client
-from walletd.access import access_control, limits_lifetime, rate_limit_headers
+from walletd.access import admission, limits_lifetime, rate_limit_headers
 from walletd.alerts import AlertMonitor, ErrorRate
 from walletd.appkeys import (
     ALERTS,
@@ -26,9 +26,7 @@ from walletd.appkeys import (
 )
 from walletd.boundary import (
     PARSER_LIMITS,
-    error_boundary,
-    request_context,
-    request_limits,
+    boundary,
     response_headers,
 )
 from walletd.breaker import CircuitBreaker
@@ -69,10 +67,8 @@ def create_app(
     `breaker` the upstream circuit breaker (tests: its clock)."""
     app = web.Application(
         middlewares=[
-            request_context,  # 1. request id and log context, so every line below has them
-            error_boundary,  # 2. renders WalletdError once; everything inside may just raise
-            request_limits,  # 3. oversized request lines and headers, before any work
-            access_control,  # 4. who is calling, how often, with what scope
+            boundary,  # request id, log context, every error rendered once, HTTP metrics
+            admission,  # oversized requests; who is calling, how often, with what scope
         ],
         handler_args=PARSER_LIMITS,
     )

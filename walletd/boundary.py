@@ -20,7 +20,7 @@ from walletd.errors import (
     ServiceUnavailable,
     WalletdError,
 )
-from walletd.logs import request_log_context
+from walletd.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,36 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 
 @web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Adopt a safe client `X-Request-ID` or make one; every log line below carries it."""
+async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outermost layer: a request id for the response and every log line, SPEC §2
+    JSON for every error (nothing internal reaches the client), and the request counted
+    by route and status.
+
+    aiohttp runs each request in a task of its own, so the log context set here and
+    below is this request's alone and ends with it. Streams render their own failures
+    as `error` events once prepared; an exception escaping a prepared response can only
+    be logged. One middleware rather than several: each holds a coroutine frame for as
+    long as a stream lives, and idle streams are counted by the ten thousand.
+    """
     given = request.headers.get("X-Request-ID", "")
     request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
-    status: int | str = "client_closed"  # unless the handler returns a response
+    request_id_var.set(request_id)
+    status: int | str = "client_closed"  # unless a response comes back
     try:
-        with request_log_context(request_id):
+        try:
             resp = await handler(request)
+        except WalletdError as exc:
+            resp = error_response(request, exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise  # redirects and the like are not errors
+            resp = error_response(request, _from_http(exc))
+            if "Allow" in exc.headers:
+                resp.headers["Allow"] = exc.headers["Allow"]
+        except Exception:
+            log.exception("unhandled_error", extra={"path": request.path})
+            resp = error_response(request, InternalError())
         status = resp.status
         return resp
     finally:
@@ -63,31 +84,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         request.app[METRICS].http_request(route, request.method, status)
 
 
-@web.middleware
-async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every error as SPEC §2 JSON; nothing internal reaches the client.
-
-    Streams render their own failures as `error` events once prepared; an exception
-    escaping a prepared response can only be logged.
-    """
-    try:
-        return await handler(request)
-    except WalletdError as exc:
-        return error_response(request, exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and the like are not errors
-        resp = error_response(request, _from_http(exc))
-        if "Allow" in exc.headers:
-            resp.headers["Allow"] = exc.headers["Allow"]
-        return resp
-    except Exception:
-        log.exception("unhandled_error", extra={"path": request.path})
-        return error_response(request, InternalError())
-
-
-@web.middleware
-async def request_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+def check_request_size(request: web.Request) -> None:
     """Refuse request lines over 8 KB (414) and header lines over 8 KB or 32 KB in all (431)."""
     if len(request.method) + len(request.raw_path) + 10 > MAX_LINE_BYTES:
         raise RequestLineTooLarge(f"request line of {len(request.raw_path)} bytes")
@@ -99,7 +96,6 @@ async def request_limits(request: web.Request, handler: Handler) -> web.StreamRe
         total += line
     if total > MAX_HEADER_BYTES:
         raise RequestTooLarge(f"{total} bytes of headers")
-    return await handler(request)
 
 
 def _from_http(exc: web.HTTPException) -> WalletdError:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import sys
-from collections.abc import Iterator
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, Request, StreamResponse
@@ -34,19 +32,6 @@ _CONTEXT = (
     ("stream_id", stream_id_var),
     ("wallet", wallet_var),
 )
-
-
-@contextlib.contextmanager
-def request_log_context(request_id: str) -> Iterator[None]:
-    """Fresh correlation fields for one request, restored after it: a keep-alive
-    connection serves its requests one after another in the same context."""
-    tokens = [(var, var.set(None)) for _, var in _CONTEXT]
-    request_id_var.set(request_id)
-    try:
-        yield
-    finally:
-        for var, token in reversed(tokens):
-            var.reset(token)
 
 
 class ContextFilter(logging.Filter):

@@ -366,7 +366,7 @@ def _header_refs(*names: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 _RATE_LIMIT = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
-# On every response: request_context runs before routing, even for 404s.
+# On every response: the boundary middleware runs before routing, even for 404s.
 _REQUEST_ID = _header_refs("X-Request-ID", required=("X-Request-ID",))
 
 
