@@ -63,14 +63,18 @@ async def test_a_bad_features_file_refuses_to_start(tmp_path):
 
 
 async def test_a_second_signal_during_the_drain_exits_at_once(server_factory):
-    server = await server_factory(SHUTDOWN_GRACE="60")
+    server = await server_factory(SHUTDOWN_GRACE="60", RATE_LIMIT_REQUESTS="100000")
     path = f"/v4/wallet/{LARGE_DEMO_WALLET}/stream"
+    async with aiohttp.ClientSession() as http:  # warm the cache: the stream is then instant
+        async with http.get(f"{server.url}{path}") as resp:
+            warm = len(await resp.read())
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that stalls the drain
     sock.connect(("127.0.0.1", server.port))
     reader, writer = await asyncio.open_connection(sock=sock)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await reader.readuntil(b"\r\n\r\n")
+    await until_stalled(server, warm)  # its writes are blocked: the drain cannot finish
     server.proc.send_signal(signal.SIGTERM)
     await server.log_line("draining_streams")
     server.proc.send_signal(signal.SIGTERM)
@@ -81,3 +85,16 @@ async def test_a_second_signal_during_the_drain_exits_at_once(server_factory):
         json.loads(line)["message"] == "second_signal_exit" for line in rest.splitlines() if line
     )
     writer.close()
+
+
+async def until_stalled(server, before: int) -> None:
+    """Until walletd has written a first stream and then nothing more for 3 scrapes in a
+    row: the reader's window is full and walletd holds unsent bytes (bounded)."""
+    seen: list[float] = []
+    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+        while len(seen) < 3 or len(set(seen[-3:])) > 1 or seen[-1] <= before:
+            async with http.get(f"{server.url}/metrics") as resp:
+                text = await resp.text()
+            line = next(x for x in text.splitlines() if x.startswith("walletdoctor_bytes_sent "))
+            seen.append(float(line.split()[1]))
+            await asyncio.sleep(0.05)
