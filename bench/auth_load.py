@@ -534,10 +534,10 @@ def print_table(rows: list[Row]) -> None:
             (
                 r.backend,
                 figure(r, "requests_s", ",.0f"),
-                f"{r.ratio:.0%}",
+                f"{r.ratio:.1%}",
                 " ".join(f"{v:.0%}" for v in r.ratios),
                 figure(r, "cpu_us", ".0f"),
-                f"{statistics.median(r.cpu_ratios):.0%}",
+                f"{statistics.median(r.cpu_ratios):.1%}",
                 figure(r, "p50_ms", ".1f"),
                 figure(r, "p99_ms", ".1f"),
                 *(figure(r, key) for key in CPU_KEYS),

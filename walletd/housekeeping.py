@@ -19,7 +19,6 @@ from aiohttp import web
 from walletd import sdnotify
 from walletd.access import end_revoked_streams
 from walletd.appkeys import ALERTS, HISTORY, KEYSTORE, METRICS, SETTINGS, STREAMS
-from walletd.logs import flush_logs
 from walletd.system_metrics import SystemSampler
 
 log = logging.getLogger(__name__)
@@ -75,9 +74,6 @@ async def run_housekeeping(app: web.Application, tick_s: float = TICK_S) -> None
             next_ping = time.monotonic() + watchdog_s
             sdnotify.notify("WATCHDOG=1")
 
-    async def logs() -> None:
-        flush_logs()  # a quiet server's last lines reach journald within a tick
-
     async def alerts() -> None:
         app[ALERTS].check()  # a window that empties ends an episode with no stream ending
 
@@ -88,7 +84,6 @@ async def run_housekeeping(app: web.Application, tick_s: float = TICK_S) -> None
         ("reap_streams", reap),
         ("end_revoked_streams", revocations),
         ("check_alerts", alerts),
-        ("flush_logs", logs),
     ]
     while True:
         for name, job in jobs:

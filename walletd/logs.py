@@ -91,13 +91,6 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
-def flush_logs() -> None:
-    """Write out what the handlers hold (the background task, every tick)."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, BatchingHandler):
-            handler.flush_now()
-
-
 def configure_logging(level: str, fmt: str) -> None:
     """Route every logger to stdout (journald), as JSON lines or human-readable text."""
     # What no line shows, not gathered for every record (the logging docs' "Optimization"):
