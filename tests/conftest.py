@@ -42,6 +42,16 @@ UNLIMITED = {"RATE_LIMIT_REQUESTS": 1_000_000, "RATE_LIMIT_STREAMING_CONNECTIONS
 
 
 @pytest.fixture
+def keyed(tmp_path: Path) -> dict[str, str]:
+    """Settings for a walletd that requires keys, with a key file of this test's own."""
+    return {
+        "API_KEY_REQUIRED": "true",
+        "SECRET_KEY": "s" * 32,
+        "API_KEYS_FILE": str(tmp_path / "keys.json"),
+    }
+
+
+@pytest.fixture
 def serve(aiohttp_server: Any, aiohttp_client: Any) -> ServeFn:
     """Start walletd on a real socket: `client = await serve(SSE_BATCH_SIZE=7, source=...)`."""
 

@@ -15,17 +15,6 @@ from walletd.appkeys import KEYSTORE, STREAMS
 from walletd.keys import KeyStore
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
-SECRET = "s" * 32
-
-
-@pytest.fixture
-def keyed(tmp_path):
-    """Settings for a walletd that requires keys, with its own key file."""
-    return {
-        "API_KEY_REQUIRED": "true",
-        "SECRET_KEY": SECRET,
-        "API_KEYS_FILE": str(tmp_path / "keys.json"),
-    }
 
 
 async def held_source():

@@ -34,7 +34,6 @@ COMMAND = ("-m", "walletd", "stream")
 # Retries fast enough for tests, and patient enough to outlast a server restart.
 PATIENT = ("--max-retries", "200", "--retry-delay", "0.05", "--max-retry-delay", "0.2")
 FAST = ("--max-retries", "2", "--retry-delay", "0.01", "--max-retry-delay", "0.05")
-SECRET = "s" * 32
 LIMIT = 1500  # of the large demo wallet: about 25 pages, a few seconds at 50 ms a page
 
 
@@ -296,15 +295,6 @@ def test_help_documents_every_exit_status(capsys):
 
 
 # Keys
-
-
-@pytest.fixture
-def keyed(tmp_path):
-    return {
-        "API_KEY_REQUIRED": "true",
-        "SECRET_KEY": SECRET,
-        "API_KEYS_FILE": str(tmp_path / "keys.json"),
-    }
 
 
 async def test_keys_required_and_none_given_exits_10(serve, keyed):
