@@ -77,6 +77,7 @@ from walletd.config import Settings  # noqa: E402
 from walletd.keys import open_keystore  # noqa: E402
 
 BACKENDS = ("baseline", "memory", "redis")
+SAME = ("baseline", "same")  # --same: two unauthenticated walletd, for the noise floor
 TARGETS = {"memory": 0.85, "redis": 0.50}  # requests/s as a share of the baseline's
 CHEAP_QUERY = "?limit=x"  # 400 INVALID_PARAMETER, raised just after access control
 EXPECTED_STATUS = b"HTTP/1.1 400 "
@@ -274,14 +275,15 @@ async def forget_keys(target: RedisTarget) -> None:
 
 
 def backend_settings(
-    backend: str, workdir: Path, secret: str, target: RedisTarget
+    backend: str, workdir: Path, secret: str, target: RedisTarget | None
 ) -> dict[str, str]:
     settings = {"RATE_LIMIT_REQUESTS": LIMIT, "RATE_LIMIT_WINDOW": WINDOW_S}
-    if backend == "baseline":
+    if backend in SAME:
         return {**settings, "API_KEY_REQUIRED": "false"}
     settings.update(API_KEY_REQUIRED="true", SECRET_KEY=secret)
     if backend == "memory":
         return {**settings, "KEYSTORE": "file", "API_KEYS_FILE": str(workdir / "api_keys.json")}
+    assert target is not None
     return {**settings, "KEYSTORE": "redis", "REDIS_URL": target.url, "REDIS_PREFIX": target.prefix}
 
 
@@ -304,14 +306,21 @@ class Target:
     request: bytes
 
 
-async def start_targets(run: Run, redis_target: RedisTarget) -> list[Target]:
+async def start_targets(run: Run, redis_target: RedisTarget | None) -> list[Target]:
+    """A fresh walletd per backend, each with a new key, warmed up."""
     secret = secrets.token_urlsafe(48)
     targets = []
-    for backend in BACKENDS:
+    for backend in run.backends:
         settings = backend_settings(backend, run.children.workdir, secret, redis_target)
-        key = None if backend == "baseline" else await create_key(settings)
+        key = None if backend in SAME else await create_key(settings)
         server = await start_walletd(run.children, f"walletd-{backend}", **settings)
         targets.append(Target(backend, server, cheap_request(server.port, key)))
+    for target in targets:  # code paths, Redis connections and scripts, key caches
+        # One request alone first: the file key store reads its file on first use, and
+        # requests arriving during that read see no keys yet (401), a start-up race of
+        # walletd's that is not what this benchmark measures.
+        await load(target, 1, 0.0, redis_target)
+        await load(target, run.args.connections, WARMUP_S, redis_target)
     return targets
 
 
@@ -326,14 +335,16 @@ def fallbacks_logged(server: Server) -> int:
 
 
 async def load(
-    target: Target, connections: int, duration_s: float, redis_target: RedisTarget
+    target: Target, connections: int, duration_s: float, redis_target: RedisTarget | None
 ) -> tuple[dict[str, float], list[float]]:
     """--connections keep-alive loops for `duration_s` on one walletd: (CPU use, latencies
     of the answers). Raises BenchError unless every answer was the expected, counted 400
     (and, on Redis, every request was counted there)."""
     tally = Tally()
-    is_redis = target.backend == "redis"
-    calls0, redis_cpu0 = await redis_stats(redis_target) if is_redis else (0, 0.0)
+    calls0, redis_cpu0 = 0, 0.0
+    if target.backend == "redis":
+        assert redis_target is not None
+        calls0, redis_cpu0 = await redis_stats(redis_target)
     usage = Usage(target.server)
     until = time.perf_counter() + duration_s
     async with asyncio.timeout(duration_s + 30):
@@ -349,7 +360,7 @@ async def load(
             f"{target.backend}: {tally.unexpected.total()} of {tally.answers} answers were not "
             f"a counted 400 INVALID_PARAMETER: {dict(tally.unexpected)}"
         )
-    if is_redis:
+    if redis_target is not None and target.backend == "redis":
         calls, redis_cpu = await redis_stats(redis_target)
         if calls - calls0 < tally.answers or fallbacks_logged(target.server):
             raise BenchError(
@@ -407,12 +418,14 @@ class Run:
 
     args: argparse.Namespace
     children: Children
-    rounds: dict[str, list[dict[str, float]]] = field(
-        default_factory=lambda: {backend: [] for backend in BACKENDS}
-    )
+    rounds: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     profiles: dict[str, list[str]] = field(default_factory=dict)  # filled by `profiled`
     stamp: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     commit: str = field(default_factory=git_describe)  # what the servers ran
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return SAME if self.args.same else BACKENDS
 
 
 def in_turn(targets: list[Target], turn: int) -> list[Target]:
@@ -421,7 +434,9 @@ def in_turn(targets: list[Target], turn: int) -> list[Target]:
     return targets[shift:] + targets[:shift]
 
 
-async def run_round(run: Run, targets: list[Target], redis_target: RedisTarget, no: int) -> None:
+async def run_round(
+    run: Run, targets: list[Target], redis_target: RedisTarget | None, no: int
+) -> None:
     """--duration seconds of each backend, in slices of about --slice seconds taken in
     turn, so that a drift of the machine hits every backend of the round alike.
 
@@ -447,41 +462,38 @@ async def run_round(run: Run, targets: list[Target], redis_target: RedisTarget, 
             share.add(usage, latencies)
     for backend, share in shares.items():
         figures = share.figures()
-        run.rounds[backend].append(figures)
+        run.rounds.setdefault(backend, []).append(figures)
         print(f"  {backend:<8}", ", ".join(f"{k}={v:,.4g}" for k, v in figures.items()), flush=True)
 
 
 async def run_all(run: Run) -> None:
+    """Fresh walletd processes every round: a process's speed depends a few per cent on
+    its memory layout (two identical ones can differ by as much as a keyed backend costs,
+    see --same), so each round is a new draw of it."""
     # SIGTERM unwinds like Ctrl-C, so the `finally` that stops the children runs.
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     args = run.args
-    redis_target = await start_redis(run)
-    where = "ours" if redis_target.server else "given"
-    print(f"Redis ({where}) ready; starting walletd: {', '.join(BACKENDS)}", flush=True)
+    redis_target = None if args.same else await start_redis(run)
+    print(
+        f"walletd {', '.join(run.backends)}: {args.rounds} rounds of {args.duration:g}s each "
+        f"in slices of ~{args.slice:g}s, {args.connections} connections",
+        flush=True,
+    )
     try:
-        targets = await start_targets(run, redis_target)
-        for target in targets:  # code paths, Redis connections and scripts, key caches
-            # One request alone first: the file key store reads its file on first use, and
-            # requests arriving during that read see no keys yet (401), a start-up race of
-            # walletd's that is not what this benchmark measures.
-            await load(target, 1, 0.0, redis_target)
-            await load(target, args.connections, WARMUP_S, redis_target)
-        print(
-            f"{args.rounds} rounds of {args.duration:g}s per backend in slices of "
-            f"~{args.slice:g}s, {args.connections} connections",
-            flush=True,
-        )
         for round_no in range(args.rounds):
+            targets = await start_targets(run, redis_target)
             await run_round(run, targets, redis_target, round_no)
-        if args.py_spy:  # after the rounds: sampling slows walletd, so it is kept out of them
+            if args.py_spy and round_no == args.rounds - 1:  # sampling slows walletd: after
+                for target in targets:
+                    async with profiled(run, target.server, target.backend):
+                        await load(target, args.connections, args.duration, redis_target)
             for target in targets:
-                async with profiled(run, target.server, target.backend):
-                    await load(target, args.connections, args.duration, redis_target)
+                run.children.stop(target.server)
     finally:
         run.children.stop_all()
-        if redis_target.server is None:
+        if redis_target is not None and redis_target.server is None:
             await forget_keys(redis_target)
 
 
@@ -509,7 +521,7 @@ class Row:
 def rows_of(run: Run) -> list[Row]:
     base = run.rounds["baseline"]
     rows = []
-    for backend in BACKENDS:
+    for backend in run.backends:
         rounds = run.rounds[backend]
         medians = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         ratios = [r["requests_s"] / b["requests_s"] for r, b in zip(rounds, base, strict=True)]
@@ -590,6 +602,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--py-spy", action="store_true", help="sample walletd with py-spy (skews its figures)"
     )
+    parser.add_argument(
+        "--same",
+        action="store_true",
+        help="a second unauthenticated walletd instead of the keyed ones: the noise floor",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 2 s")
     args = parser.parse_args(argv)
     if args.quick:
@@ -606,9 +623,10 @@ def report(run: Run) -> int:
     checked = sum(int(r["requests"]) for rounds in run.rounds.values() for r in rounds)
     print(
         f"\n{checked:,} answers in the rounds, each a 400 INVALID_PARAMETER with RateLimit-* "
-        "headers (no 429, no other status); Redis ran a limiter script for each of its requests"
+        "headers (no 429, no other status)"
+        + ("" if run.args.same else "; Redis ran a limiter script for each of its requests")
     )
-    redone = {b: sum(int(r["redone_slices"]) for r in run.rounds[b]) for b in BACKENDS}
+    redone = {b: sum(int(r["redone_slices"]) for r in run.rounds[b]) for b in run.backends}
     print(
         f"slices measured again because other processes used over {run.args.max_noise:g} "
         f"cores: {', '.join(f'{b} {n}' for b, n in redone.items())}"
