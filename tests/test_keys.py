@@ -532,3 +532,13 @@ async def test_open_keystore_picks_the_configured_backend(tmp_path: Path, redis_
 def test_open_keystore_needs_a_secret_key() -> None:
     with pytest.raises(ValueError, match="SECRET_KEY"):
         open_keystore(make_settings())
+
+
+async def test_concurrent_first_lookups_all_wait_for_the_first_read(tmp_path, hasher):
+    """A server just started gets many requests before its first read of the file is
+    done: none may see the empty snapshot that read is replacing."""
+    writer = FileKeyStore(tmp_path / "keys.json", hasher)
+    key, record = await writer.create("early", ["stream"], None)
+    fresh = FileKeyStore(tmp_path / "keys.json", hasher)
+    found = await asyncio.gather(*(fresh.find(key) for _ in range(50)))
+    assert found == [record] * 50

@@ -515,6 +515,11 @@ class FileKeyStore(KeyStore):
         """Reload when the file changed; the stat is microseconds, so it stays inline."""
         now = self._clock()
         if _fresh(self._checked_at, now, self._check_interval_s):
+            if self._reloading.locked():
+                # Another caller's reload is under way: wait for its answer rather than
+                # use the snapshot it replaces (at start, an empty one: valid keys refused).
+                async with self._reloading:
+                    pass
             return
         self._checked_at = now
         try:
