@@ -11,8 +11,10 @@ cheap endpoint is loaded on
 
 each for --duration seconds a round, in slices of about a second taken in turn, and the
 ratio of a keyed backend's requests/s to the baseline's of the same round is walletd's
-cost of authentication and of that backend's counting. Also shown: walletd's CPU time per
-request, whose ratio is what a core of its own would give, whatever the noise took.
+cost of authentication and of that backend's counting. Every round starts fresh
+processes: two identical ones differ by a few per cent (their memory layout), which
+--same measures. Also shown: walletd's CPU time per request, whose ratio is what a core
+of its own would give.
 
 The cheap endpoint is the stream route with an invalid query, `?limit=x`: walletd answers
 400 INVALID_PARAMETER right after access control, so every request runs the whole
@@ -599,9 +601,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url", default=None, help="use this Redis, not a redis-server of our own"
     )
-    parser.add_argument(
-        "--py-spy", action="store_true", help="sample walletd with py-spy (skews its figures)"
-    )
+    parser.add_argument("--py-spy", action="store_true", help="then sample each walletd")
     parser.add_argument(
         "--same",
         action="store_true",
