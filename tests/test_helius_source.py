@@ -12,7 +12,7 @@ from fake_helius import FakeHelius
 from sse_client import parse, read_events
 
 from walletd.breaker import CircuitBreaker, CircuitState
-from walletd.pacing import MARGIN, RECOVERY_CALLS
+from walletd.pacing import MARGIN
 from walletd.trades.demo import LARGE_DEMO_WALLET, DemoSource
 from walletd.trades.parse import parse_transaction
 
@@ -95,7 +95,7 @@ async def test_retry_after_is_honoured(serve, fake):
 
 
 async def test_a_429_slows_the_pacer_down_then_it_recovers(serve, fake):
-    """After a refusal the endpoint's starts are spaced at half the rate, then speed up."""
+    """After a refusal the endpoint's starts are spaced at half the rate."""
     fake.faults.transactions.inject("status", times=1, skip=4, status=429, retry_after=0.1)
     client = await serve(**{**fake.env, "HELIUS_RPS": "20"})  # 55 ms apart at full speed
     stream = parse(await (await client.get(STREAM.format(BIG))).read())
@@ -112,10 +112,8 @@ async def test_a_429_slows_the_pacer_down_then_it_recovers(serve, fake):
     assert spacing(0, refused) >= full * 0.95
     # The retry waits its Retry-After; the starts after it are paced at half the rate...
     assert spacing(refused + 1, refused + 3) >= 2 * full * 0.85
-    # ...and the rate is won back (1/32 of it per success): later starts are spaced at
-    # the full rate again somewhere (the very last ones may wait on a signature page).
-    won_back = refused + 1 + RECOVERY_CALLS // 2
-    assert min(spacing(i, i + 3) for i in range(won_back, len(calls) - 3)) < 1.25 * full
+    # Winning the rate back is tested with a fake clock (test_pacing.py): here the last
+    # calls also wait on signature pages, and a loaded machine blurs what is left.
 
 
 async def test_later_batches_keep_coming_while_one_waits_out_retry_after(serve, fake):
