@@ -14,46 +14,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from walletd.solana import SOL_DECIMALS, USDC_MINT, USDT_MINT, WSOL_MINT
-from walletd.trades.model import TokenAmount, Trade, rank
+from walletd.trades.ledger import MAX_DECIMALS, BalanceChanges, trade_of
+from walletd.trades.model import Trade
 
 log = logging.getLogger(__name__)
 
-DUST_LAMPORTS = 10_000
 KNOWN_DECIMALS = {WSOL_MINT: SOL_DECIMALS, USDC_MINT: 6, USDT_MINT: 6}
 _INTEGER = re.compile(r"-?[0-9]{1,60}")
-_MAX_DECIMALS = 30
-
-
-class _Ledger:
-    """Net change per asset: lamports for SOL (native and wrapped), base units for tokens."""
-
-    __slots__ = ("decimals", "lamports", "tokens")
-
-    def __init__(self) -> None:
-        self.lamports = 0
-        self.tokens: dict[str, int] = {}
-        self.decimals: dict[str, int] = {}
-
-    def add_token(self, mint: str, raw: int, decimals: int) -> None:
-        self.tokens[mint] = self.tokens.get(mint, 0) + raw
-        self.decimals[mint] = decimals
-
-    def legs(self) -> list[TokenAmount]:
-        """Non-zero changes that count as trade legs: no SOL dust, no NFTs."""
-        out = []
-        if abs(self.lamports) > DUST_LAMPORTS:
-            out.append(TokenAmount(WSOL_MINT, self.lamports, SOL_DECIMALS))
-        for mint, raw in self.tokens.items():
-            decimals = self.decimals[mint]
-            if raw == 0 or (decimals == 0 and abs(raw) == 1):  # nothing, or an NFT moving
-                continue
-            out.append(TokenAmount(mint, raw, decimals))
-        return out
 
 
 def parse_transaction(tx: object, wallet: str) -> Trade | None:
@@ -75,43 +47,39 @@ def _parse(tx: object, wallet: str) -> Trade | None:
     if signature is None or tx.get("transactionError") is not None:
         return None
     fee = _integer(tx.get("fee"))
-    wallet_paid_fee = fee is not None and fee >= 0 and tx.get("feePayer") == wallet
-    account_data = tx.get("accountData")
-    if isinstance(account_data, list) and account_data:
-        ledger = _from_account_data(account_data, _dicts(tx.get("nativeTransfers")), wallet)
-        if wallet_paid_fee:
-            ledger.lamports += fee or 0  # the network fee is not part of the trade
-    else:
-        ledger = _from_transfers(
-            _dicts(tx.get("tokenTransfers")), _dicts(tx.get("nativeTransfers")), wallet
-        )
-    legs = ledger.legs()
-    gave = _pick(leg for leg in legs if leg.raw < 0)
-    got = _pick(leg for leg in legs if leg.raw > 0)
-    if gave is None or got is None:
-        return None
-    trade = Trade(
+    changes = BalanceChanges(
         signature=signature,
         slot=_counter(tx.get("slot")),
         timestamp=_counter(tx.get("timestamp")),
         dex=_text(tx.get("source")),
-        token_in=TokenAmount(gave.mint, -gave.raw, gave.decimals),
-        token_out=got,
-        fee_lamports=fee if wallet_paid_fee else None,
     )
-    _cross_check(tx, wallet, trade)
+    if fee is not None and fee >= 0 and tx.get("feePayer") == wallet:
+        changes.fee_paid = fee  # the network fee is not part of the trade
+    account_data = tx.get("accountData")
+    if isinstance(account_data, list) and account_data:
+        _from_account_data(changes, account_data, _dicts(tx.get("nativeTransfers")), wallet)
+    else:
+        _from_transfers(
+            changes, _dicts(tx.get("tokenTransfers")), _dicts(tx.get("nativeTransfers")), wallet
+        )
+        changes.lamports -= changes.fee_paid or 0  # transfer lists leave the fee out
+    trade = trade_of(changes)
+    if trade is not None:
+        _cross_check(tx, wallet, trade)
     return trade
 
 
 def _from_account_data(
-    account_data: list[Any], native_transfers: list[Mapping[str, Any]], wallet: str
-) -> _Ledger:
+    ledger: BalanceChanges,
+    account_data: list[Any],
+    native_transfers: list[Mapping[str, Any]],
+    wallet: str,
+) -> None:
     """Balances from `accountData`, the authoritative per-account deltas.
 
     SOL is the wallet's lamports plus those of its own token accounts: that counts wrapped
     SOL, and makes the rent of a token account the wallet opens or closes net to zero.
     """
-    ledger = _Ledger()
     own: set[str] = set()
     for entry in _dicts(account_data):
         for change in _dicts(entry.get("tokenBalanceChanges")):
@@ -124,7 +92,7 @@ def _from_account_data(
                 _integer(raw_amount.get("tokenAmount")),
                 _integer(raw_amount.get("decimals")),
             )
-            if raw is None or decimals is None or not 0 <= decimals <= _MAX_DECIMALS:
+            if raw is None or decimals is None or not 0 <= decimals <= MAX_DECIMALS:
                 continue
             account = _text(entry.get("account")) or _text(change.get("tokenAccount"))
             if account is not None:
@@ -143,14 +111,14 @@ def _from_account_data(
             continue
         if account == wallet or (account in own and account not in funded_by_others):
             ledger.lamports += lamports
-    return ledger
 
 
 def _from_transfers(
+    ledger: BalanceChanges,
     token_transfers: list[Mapping[str, Any]],
     native_transfers: list[Mapping[str, Any]],
     wallet: str,
-) -> _Ledger:
+) -> None:
     """Balances from transfer lists, for records that carry no `accountData`.
 
     Transfer amounts are JSON floats: each is taken as the exact decimal its text shows.
@@ -176,7 +144,6 @@ def _from_transfers(
             exponent = amount.as_tuple().exponent
             places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
             digits[mint] = max(digits.get(mint, 0), places)
-    ledger = _Ledger()
     for transfer in native_transfers:
         lamports = _integer(transfer.get("amount"))
         if lamports is None:
@@ -188,19 +155,13 @@ def _from_transfers(
             ledger.lamports += lamports
     for mint, amount in ui.items():
         decimals = KNOWN_DECIMALS.get(mint, digits[mint])
-        if decimals > _MAX_DECIMALS:
+        if decimals > MAX_DECIMALS:
             continue
         raw = int(amount.scaleb(decimals))
         if mint == WSOL_MINT:
             ledger.lamports += raw
         else:
             ledger.add_token(mint, raw, decimals)
-    return ledger
-
-
-def _pick(legs: Iterable[TokenAmount]) -> TokenAmount | None:
-    """The leg that represents one side: highest quote rank, then the largest amount."""
-    return max(legs, key=lambda leg: (rank(leg.mint), abs(leg.raw)), default=None)
 
 
 def _cross_check(tx: Mapping[str, Any], wallet: str, trade: Trade) -> None:
