@@ -75,8 +75,8 @@ from bench.stream_load import (  # noqa: E402
     start_walletd,
     stream_path,
 )
+from walletd.auth.keys import open_keystore  # noqa: E402
 from walletd.config import Settings  # noqa: E402
-from walletd.keys import open_keystore  # noqa: E402
 
 BACKENDS = ("baseline", "memory", "redis")
 SAME = ("baseline", "same")  # --same: two unauthenticated walletd, for the noise floor

@@ -17,13 +17,13 @@ from aiohttp.test_utils import TestClient
 from walletd_process import Server, start
 
 from walletd.app import create_app
-from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
 from walletd.limits import Limits
 from walletd.limits.resilient import PROBE_INTERVAL_S
-from walletd.logs import AccessLogger
-from walletd.redis_client import connect
-from walletd.trades.source import TradeSource
+from walletd.observability.logs import AccessLogger
+from walletd.ops.redis import connect
+from walletd.upstream.breaker import CircuitBreaker
+from walletd.upstream.source import TradeSource
 
 # A demo wallet with a history of 111 transactions (see walletd.trades.demo).
 WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"

@@ -79,8 +79,8 @@ from typing import Any, NamedTuple
 import orjson
 from aiohttp import web
 
-from walletd.solana import is_address, is_signature
-from walletd.trades.demo import _transaction, _Wallet, history_size
+from walletd.trades.solana import is_address, is_signature
+from walletd.upstream.demo import _transaction, _Wallet, history_size
 
 DEFAULT_KEY = "fake-helius-key"
 MAX_SIGNATURE_LIMIT = 1000

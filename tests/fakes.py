@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from walletd.errors import InvalidEventId
-from walletd.trades.demo import DemoSource
-from walletd.trades.source import TxPage
+from walletd.upstream.demo import DemoSource
+from walletd.upstream.source import TxPage
 
 
 async def demo_pages(wallet: str, page_size: int = 100) -> list[TxPage]:

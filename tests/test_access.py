@@ -12,7 +12,7 @@ from fakes import ListSource, demo_pages
 from sse_client import read_events
 
 from walletd.appkeys import KEYSTORE, STREAMS
-from walletd.keys import KeyStore
+from walletd.auth.keys import KeyStore
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
 
@@ -98,8 +98,8 @@ async def test_a_key_without_the_scope_is_forbidden(serve, keyed):
 
 
 async def test_a_key_created_by_another_process_works_without_a_restart(serve, keyed):
+    from walletd.auth.keys import open_keystore
     from walletd.config import Settings
-    from walletd.keys import open_keystore
 
     client = await serve(**keyed)
     other = open_keystore(Settings.from_env(keyed))  # the `walletd keys` command

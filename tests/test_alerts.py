@@ -19,10 +19,10 @@ from clocks import FakeClock
 from conftest import log_messages
 from standardwebhooks import Webhook
 
-from walletd.alerts import MAX_IN_FLIGHT, MIN_STREAMS, AlertMonitor, ErrorRate
 from walletd.config import Settings
-from walletd.retry import RetryPolicy
-from walletd.signing import sign, webhook_key
+from walletd.observability.alerts import MAX_IN_FLIGHT, MIN_STREAMS, AlertMonitor, ErrorRate
+from walletd.observability.webhooks import sign, webhook_key
+from walletd.upstream.retry import RetryPolicy
 
 WINDOW_S = 300.0
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

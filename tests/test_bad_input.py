@@ -8,7 +8,7 @@ import logging
 import pytest
 from conftest import WALLET
 
-from walletd.trades.demo import signature_at
+from walletd.upstream.demo import signature_at
 
 SIGNATURE = signature_at(WALLET, 0)
 

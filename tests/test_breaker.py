@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from clocks import FakeClock
 
-from walletd.breaker import CircuitBreaker, CircuitState
 from walletd.errors import ServiceUnavailable
+from walletd.upstream.breaker import CircuitBreaker, CircuitState
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sse_client import parse, read_events
 from walletd_process import serve_args, walletd
 
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
-from walletd.trades.demo import LARGE_DEMO_WALLET
+from walletd.upstream.demo import LARGE_DEMO_WALLET
 
 
 async def test_serve_streams_the_demo_wallet(server_factory):

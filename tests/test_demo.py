@@ -10,15 +10,15 @@ import pytest
 from conftest import WALLET
 
 from walletd.errors import InvalidEventId
-from walletd.solana import is_signature
-from walletd.trades.demo import (
+from walletd.trades.solana import is_signature
+from walletd.upstream.demo import (
     EMPTY_DEMO_WALLET,
     LARGE_DEMO_WALLET,
     DemoSource,
     history_size,
     signature_at,
 )
-from walletd.trades.parse import parse_transaction
+from walletd.upstream.helius.reader import parse_transaction
 
 
 def addresses(count: int) -> list[str]:

@@ -24,8 +24,8 @@ from conftest import WALLET, ServeFn
 from sse_client import Stream, parse
 from walletd_process import Server, serve_args, walletd
 
-from walletd.boundary import SECURITY_HEADERS
-from walletd.demo_page import CONTENT_TYPES
+from walletd.api.boundary import SECURITY_HEADERS
+from walletd.api.demo_page import CONTENT_TYPES
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page

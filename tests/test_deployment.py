@@ -18,12 +18,12 @@ from typing import NoReturn
 import pytest
 from ci import in_ci
 
+from walletd.api.boundary import MAX_HEADER_BYTES, MAX_LINE_BYTES
 from walletd.app import create_app
 from walletd.appkeys import METRICS
-from walletd.boundary import MAX_HEADER_BYTES, MAX_LINE_BYTES
-from walletd.breaker import CircuitState
 from walletd.cli import EXIT_CONFIG, build_parser
 from walletd.config import ConfigError, Settings
+from walletd.upstream.breaker import CircuitState
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ("walletd.service", "walletd@.service")

@@ -24,7 +24,7 @@ from fake_helius import (
 )
 from fakes import demo_pages
 
-from walletd.trades.demo import EMPTY_DEMO_WALLET, LARGE_DEMO_WALLET
+from walletd.upstream.demo import EMPTY_DEMO_WALLET, LARGE_DEMO_WALLET
 
 WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"  # 111 demo transactions
 UNKNOWN_SIGNATURE = base58.b58encode(bytes(range(64))).decode()

@@ -11,10 +11,10 @@ from conftest import WALLET
 from fake_helius import FakeHelius
 from sse_client import parse, read_events
 
-from walletd.breaker import CircuitBreaker, CircuitState
-from walletd.pacing import MARGIN
-from walletd.trades.demo import LARGE_DEMO_WALLET, DemoSource
-from walletd.trades.parse import parse_transaction
+from walletd.upstream.breaker import CircuitBreaker, CircuitState
+from walletd.upstream.demo import LARGE_DEMO_WALLET, DemoSource
+from walletd.upstream.helius.reader import parse_transaction
+from walletd.upstream.pacing import MARGIN
 
 STREAM = "/v4/wallet/{}/stream"
 # A wallet large enough for three signature pages (1000 each).

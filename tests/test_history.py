@@ -12,8 +12,8 @@ from fakes import ListSource, demo_pages
 from sse_client import parse
 
 from walletd.errors import DataFetchError
-from walletd.trades.history import HistoryCache
-from walletd.trades.parse import parse_transaction
+from walletd.upstream.helius.reader import parse_transaction
+from walletd.upstream.history import HistoryCache
 
 
 class FakeClock:
@@ -177,7 +177,7 @@ async def test_sweep_drops_expired_histories(pages):
 
 async def test_close_before_the_fetch_starts_still_answers_the_reader(pages):
     from walletd.errors import ServiceUnavailable
-    from walletd.trades.history import Recording
+    from walletd.upstream.history import Recording
 
     recording = Recording(ListSource.from_pages(pages).pages(WALLET, None), WALLET, 0.0, 100)
     reader = asyncio.create_task(recording.page(0))

@@ -16,7 +16,7 @@ from fakes import ListSource, demo_pages
 from sse_client import read_events
 
 from walletd.appkeys import HISTORY, METRICS, STREAMS
-from walletd.trades.demo import LARGE_DEMO_WALLET
+from walletd.upstream.demo import LARGE_DEMO_WALLET
 
 STREAM = "/v4/wallet/{}/stream"
 
@@ -109,7 +109,7 @@ async def test_a_failing_job_is_logged_and_the_others_go_on(serve, caplog, monke
         raise RuntimeError("sweep broke")
 
     monkeypatch.setattr(app[HISTORY], "sweep", broken)  # fails on every tick from now on
-    caplog.set_level(logging.ERROR, "walletd.housekeeping")
+    caplog.set_level(logging.ERROR, "walletd.ops.housekeeping")
     resp = await client.get(STREAM.format(WALLET))
     await read_events(resp, 3)
     await until(lambda: reaped(app) == 1)  # the reaper ran on, tick after tick

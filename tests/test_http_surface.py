@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import WALLET
 
-from walletd.boundary import HSTS, SECURITY_HEADERS
+from walletd.api.boundary import HSTS, SECURITY_HEADERS
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
 APP = "https://app.example.com"

@@ -20,8 +20,7 @@ import redis.asyncio as redis
 from clocks import FakeClock
 from conftest import make_settings
 
-from walletd.errors import InvalidApiKey, ServiceUnavailable
-from walletd.keys import (
+from walletd.auth.keys import (
     SCOPES,
     FileKeyStore,
     KeyHasher,
@@ -36,7 +35,8 @@ from walletd.keys import (
     open_keystore,
     parse_scopes,
 )
-from walletd.redis_client import connect
+from walletd.errors import InvalidApiKey, ServiceUnavailable
+from walletd.ops.redis import connect
 
 SECRET = "s" * 32
 DAY = 86_400.0
@@ -365,7 +365,7 @@ def test_file_store_concurrent_processes_lose_no_key(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import asyncio, sys
-        from walletd.keys import FileKeyStore, KeyHasher
+        from walletd.auth.keys import FileKeyStore, KeyHasher
 
         async def main():
             store = FileKeyStore(sys.argv[1], KeyHasher(sys.argv[2]))

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from conftest import make_settings
 
-from walletd import cli, keys_cli
+from walletd import cli
+from walletd.auth import cli as keys_cli
+from walletd.auth.keys import KeyHasher
 from walletd.config import Settings
-from walletd.keys import KeyHasher
 
 SECRET = "c" * 32
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -13,7 +13,7 @@ from redis_server import RedisServer
 
 from walletd.errors import TooManyStreams
 from walletd.limits import Limits
-from walletd.redis_client import connect
+from walletd.ops.redis import connect
 
 PROBE_S = 0.05
 

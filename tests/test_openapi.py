@@ -31,17 +31,17 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from walletd import errors
-from walletd.app import create_app
-from walletd.appkeys import KEYSTORE, LIFECYCLE, SETTINGS
-from walletd.lifecycle import Phase
-from walletd.openapi import (
+from walletd.api.openapi import (
     ADDRESS_PATTERN,
     DEMO_ASSETS,
     ERROR_CODES,
     HTTP_ERRORS,
     openapi_document,
 )
-from walletd.trades.demo import EMPTY_DEMO_WALLET, signature_at
+from walletd.app import create_app
+from walletd.appkeys import KEYSTORE, LIFECYCLE, SETTINGS
+from walletd.ops.lifecycle import Phase
+from walletd.upstream.demo import EMPTY_DEMO_WALLET, signature_at
 
 SECRET = "o" * 32
 
@@ -92,7 +92,7 @@ def test_every_route_is_documented_and_nothing_else(config, tmp_path):
 
 
 def test_demo_asset_names_are_the_served_ones():
-    demo_page = pytest.importorskip("walletd.demo_page")
+    demo_page = pytest.importorskip("walletd.api.demo_page")
     assert set(DEMO_ASSETS) == set(demo_page.CONTENT_TYPES) - {"index.html"}
     documented = openapi_document(make_settings())["paths"]["/static/{name}"]["get"]
     media_types = set(documented["responses"]["200"]["content"])

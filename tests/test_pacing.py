@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from walletd.pacing import MARGIN, MAX_SLOWDOWN, RECOVERY_CALLS, Pacer
+from walletd.upstream.pacing import MARGIN, MAX_SLOWDOWN, RECOVERY_CALLS, Pacer
 
 
 class FakeTime:

@@ -7,9 +7,9 @@ import copy
 import pytest
 from conftest import WALLET
 
-from walletd.trades.demo import DemoSource
 from walletd.trades.model import format_units
-from walletd.trades.parse import parse_transaction
+from walletd.upstream.demo import DemoSource
+from walletd.upstream.helius.reader import parse_transaction
 
 
 @pytest.fixture

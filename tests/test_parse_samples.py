@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from walletd.trades.model import Trade
-from walletd.trades.parse import parse_transaction
+from walletd.upstream.helius.reader import parse_transaction
 
 # The walletdoctor samples' wallet.
 WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"

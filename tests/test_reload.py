@@ -14,7 +14,7 @@ from sse_client import read_events
 from walletd_process import walletd
 
 from walletd.cli import EXIT_CONFIG
-from walletd.trades.demo import LARGE_DEMO_WALLET
+from walletd.upstream.demo import LARGE_DEMO_WALLET
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
 

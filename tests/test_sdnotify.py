@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from walletd_process import free_port, serve_args, walletd
 
-from walletd.sdnotify import notify, reloading, watchdog_interval_s
+from walletd.ops.sdnotify import notify, reloading, watchdog_interval_s
 
 
 @pytest.fixture
@@ -75,19 +75,19 @@ def test_notify_is_false_and_warns_once_when_the_socket_is_unreachable(
     tmp_path, monkeypatch, caplog
 ):
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
-    with caplog.at_level(logging.WARNING, logger="walletd.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="walletd.ops.sdnotify"):
         assert not notify("WATCHDOG=1")
         assert not notify("WATCHDOG=1")
-    assert [r.message for r in caplog.records if r.name == "walletd.sdnotify"] == [
+    assert [r.message for r in caplog.records if r.name == "walletd.ops.sdnotify"] == [
         "sd_notify_failed"
     ]
 
 
 def test_notify_is_false_for_an_address_it_cannot_use(monkeypatch, caplog):
     monkeypatch.setenv("NOTIFY_SOCKET", f"vsock:2:{uuid.uuid4().int % 10_000}")
-    with caplog.at_level(logging.WARNING, logger="walletd.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="walletd.ops.sdnotify"):
         assert not notify("READY=1")
-    assert [r.message for r in caplog.records if r.name == "walletd.sdnotify"] == [
+    assert [r.message for r in caplog.records if r.name == "walletd.ops.sdnotify"] == [
         "sd_notify_failed"
     ]
 

@@ -17,7 +17,7 @@ import sentry_sdk
 from aiohttp import web
 
 from walletd.config import Settings
-from walletd.sentry import FILTERED, init_sentry, scrub
+from walletd.observability.sentry import FILTERED, init_sentry, scrub
 
 KEY = "wd_Ab3dEfGh1jKlMn0pQrStUvWxYz012345"  # shaped like a walletd key (32 alnum)
 HELIUS_KEY = "0f3c2a6e-8d1b-4c57-9e2f-7a1b3c4d5e6f"

@@ -9,7 +9,7 @@ from redis_server import free_port
 from sse_client import parse
 
 from walletd.appkeys import HISTORY
-from walletd.trades.demo import LARGE_DEMO_WALLET
+from walletd.upstream.demo import LARGE_DEMO_WALLET
 
 STREAM = "/v4/wallet/{}/stream"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from sse_client import parse
 
-from walletd import sse
+from walletd.stream import sse
 
 
 def test_event_frame_is_one_data_line_without_id():

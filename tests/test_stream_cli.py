@@ -19,16 +19,16 @@ from redis_server import free_port
 from sse_client import parse, read_events
 from walletd_process import Server, serve_args, walletd
 
-from walletd import stream_cli
 from walletd.appkeys import KEYSTORE
-from walletd.stream_cli import (
+from walletd.client import stream as stream_cli
+from walletd.client.stream import (
     EXIT_STATUSES,
     PROGRESS_INTERVAL_S,
     Progress,
     SSEEvent,
     SSEParser,
 )
-from walletd.trades.demo import EMPTY_DEMO_WALLET, LARGE_DEMO_WALLET
+from walletd.upstream.demo import EMPTY_DEMO_WALLET, LARGE_DEMO_WALLET
 
 COMMAND = ("-m", "walletd", "stream")
 # Retries fast enough for tests, and patient enough to outlast a server restart.

@@ -25,7 +25,7 @@ def stream_tasks() -> list[asyncio.Task]:
     return [
         t
         for t in asyncio.all_tasks()
-        if any("walletd/stream.py" in f.f_code.co_filename for f in t.get_stack())
+        if any("walletd/stream/handler.py" in f.f_code.co_filename for f in t.get_stack())
     ]
 
 
@@ -140,7 +140,7 @@ async def test_shutdown_sends_server_shutdown_with_resume_id(serve, pages):
 
 async def test_new_streams_are_refused_while_draining(serve):
     from walletd.appkeys import LIFECYCLE
-    from walletd.lifecycle import Phase
+    from walletd.ops.lifecycle import Phase
 
     client = await serve()
     client.server.app[LIFECYCLE].phase = Phase.DRAINING
@@ -166,7 +166,7 @@ async def test_concurrent_streams_of_one_wallet_share_one_fetch(serve, pages):
 
 
 def trade_count(page) -> int:
-    from walletd.trades.parse import parse_transaction
+    from walletd.upstream.helius.reader import parse_transaction
 
     return sum(parse_transaction(tx, WALLET) is not None for tx in page.transactions)
 

@@ -9,9 +9,9 @@ import pytest
 from conftest import WALLET
 from sse_client import parse
 
-from walletd.solana import WSOL_MINT
-from walletd.trades.demo import EMPTY_DEMO_WALLET, DemoSource
-from walletd.trades.parse import parse_transaction
+from walletd.trades.solana import WSOL_MINT
+from walletd.upstream.demo import EMPTY_DEMO_WALLET, DemoSource
+from walletd.upstream.helius.reader import parse_transaction
 
 STREAM = "/v4/wallet/{}/stream"
 

@@ -7,9 +7,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from walletd import redis_client
-from walletd.access import admission, limits_lifetime, rate_limit_headers
-from walletd.alerts import AlertMonitor, ErrorRate
+from walletd.api.boundary import (
+    PARSER_LIMITS,
+    boundary,
+    response_headers,
+)
+from walletd.api.cors import enable_cors
+from walletd.api.demo_page import add_demo_routes
+from walletd.api.health import health, ready
+from walletd.api.openapi import openapi_handler
 from walletd.appkeys import (
     ALERTS,
     BREAKER,
@@ -24,32 +30,26 @@ from walletd.appkeys import (
     SOURCE,
     STREAMS,
 )
-from walletd.boundary import (
-    PARSER_LIMITS,
-    boundary,
-    response_headers,
-)
-from walletd.breaker import CircuitBreaker
+from walletd.auth.keys import open_keystore
+from walletd.auth.middleware import admission, limits_lifetime, rate_limit_headers
 from walletd.config import Settings
-from walletd.cors import enable_cors
-from walletd.demo_page import add_demo_routes
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
-from walletd.health import health, ready
-from walletd.housekeeping import housekeeping
-from walletd.keys import open_keystore
-from walletd.lifecycle import Lifecycle, Phase
 from walletd.limits import Limits
-from walletd.metrics import Metrics
-from walletd.openapi import openapi_handler
-from walletd.registry import StreamRegistry
-from walletd.stream import stream_handler
-from walletd.trades.demo import DemoSource
-from walletd.trades.helius import HeliusSource
-from walletd.trades.helius_client import HeliusClient
-from walletd.trades.history import HistoryCache
-from walletd.trades.shared_history import SharedHistories
-from walletd.trades.source import TradeSource
+from walletd.observability.alerts import AlertMonitor, ErrorRate
+from walletd.observability.metrics import Metrics
+from walletd.ops import redis as redis_client
+from walletd.ops.housekeeping import housekeeping
+from walletd.ops.lifecycle import Lifecycle, Phase
+from walletd.stream.handler import stream_handler
+from walletd.stream.registry import StreamRegistry
+from walletd.upstream.breaker import CircuitBreaker
+from walletd.upstream.demo import DemoSource
+from walletd.upstream.helius.client import HeliusClient
+from walletd.upstream.helius.source import HeliusSource
+from walletd.upstream.history import HistoryCache
+from walletd.upstream.shared_history import SharedHistories
+from walletd.upstream.source import TradeSource
 
 log = logging.getLogger(__name__)
 

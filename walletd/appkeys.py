@@ -5,17 +5,17 @@ from __future__ import annotations
 import redis.asyncio as redis
 from aiohttp import web
 
-from walletd.alerts import AlertMonitor
-from walletd.breaker import CircuitBreaker
+from walletd.auth.keys import KeyRecord, KeyStore
 from walletd.config import Settings
 from walletd.features import FeatureFlags
-from walletd.keys import KeyRecord, KeyStore
-from walletd.lifecycle import Lifecycle
 from walletd.limits import Limits, Verdict
-from walletd.metrics import Metrics
-from walletd.registry import StreamRegistry
-from walletd.trades.history import HistoryCache
-from walletd.trades.source import TradeSource
+from walletd.observability.alerts import AlertMonitor
+from walletd.observability.metrics import Metrics
+from walletd.ops.lifecycle import Lifecycle
+from walletd.stream.registry import StreamRegistry
+from walletd.upstream.breaker import CircuitBreaker
+from walletd.upstream.history import HistoryCache
+from walletd.upstream.source import TradeSource
 
 SETTINGS = web.AppKey("settings", Settings)
 SOURCE = web.AppKey("source", TradeSource)

@@ -14,14 +14,17 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from walletd import __version__, keys_cli, sdnotify, stream_cli
+from walletd import __version__
 from walletd.app import create_app, reload
 from walletd.appkeys import METRICS, STREAMS
+from walletd.auth import cli as keys_cli
+from walletd.client import stream as stream_cli
 from walletd.config import ConfigError, Settings
 from walletd.features import load_features
-from walletd.logs import AccessLogger, configure_logging
-from walletd.metrics import metrics_only_app
-from walletd.sentry import init_sentry
+from walletd.observability.logs import AccessLogger, configure_logging
+from walletd.observability.metrics import metrics_only_app
+from walletd.observability.sentry import init_sentry
+from walletd.ops import sdnotify
 
 log = logging.getLogger("walletd")
 

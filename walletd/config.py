@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from walletd.signing import webhook_key
+from walletd.observability.webhooks import webhook_key
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ import redis.asyncio as redis
 
 from walletd.errors import TooManyStreams
 from walletd.limits.model import Verdict
-from walletd.redis_client import REDIS_ERRORS
+from walletd.ops.redis import REDIS_ERRORS
 
 log = logging.getLogger("walletd.limits")
 

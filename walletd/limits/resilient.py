@@ -18,7 +18,7 @@ from walletd.config import Settings
 from walletd.limits.memory import MemoryRequestLimiter, MemoryStreamCap
 from walletd.limits.model import Lease, Verdict, stream_retry_after
 from walletd.limits.redis import RedisLimits
-from walletd.redis_client import REDIS_ERRORS, connect
+from walletd.ops.redis import REDIS_ERRORS, connect
 
 log = logging.getLogger("walletd.limits")
 

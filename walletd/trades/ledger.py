@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from walletd.solana import SOL_DECIMALS, WSOL_MINT
 from walletd.trades.model import TokenAmount, Trade, rank
+from walletd.trades.solana import SOL_DECIMALS, WSOL_MINT
 
 DUST_LAMPORTS = 10_000
 MAX_DECIMALS = 30

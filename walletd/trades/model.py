@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
-from walletd.solana import USDC_MINT, USDT_MINT, WSOL_MINT
+from walletd.trades.solana import USDC_MINT, USDT_MINT, WSOL_MINT
 
 QUOTE_SYMBOLS = {WSOL_MINT: "SOL", USDC_MINT: "USDC", USDT_MINT: "USDT"}
 # Quote rank decides buy/sell: stablecoins above SOL above every other token (SPEC §1).

@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from walletd import sse
 from walletd.appkeys import (
     ALERTS,
     API_KEY,
@@ -42,10 +41,11 @@ from walletd.errors import (
     WalletdError,
     WalletNotFound,
 )
-from walletd.logs import stream_id_var, wallet_var
-from walletd.solana import is_address, is_signature
-from walletd.summary import TradeFacts, TradeSummary
-from walletd.trades.history import Recording, ScannedPage
+from walletd.observability.logs import stream_id_var, wallet_var
+from walletd.stream import sse
+from walletd.trades.solana import is_address, is_signature
+from walletd.trades.summary import TradeFacts, TradeSummary
+from walletd.upstream.history import Recording, ScannedPage
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from walletd.solana import SOL_DECIMALS, USDC_MINT, USDT_MINT, WSOL_MINT
 from walletd.trades.ledger import MAX_DECIMALS, BalanceChanges, trade_of
 from walletd.trades.model import Trade
+from walletd.trades.solana import SOL_DECIMALS, USDC_MINT, USDT_MINT, WSOL_MINT
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from walletd.appkeys import BREAKER, LIFECYCLE, LIMITS
-from walletd.breaker import CircuitState
-from walletd.lifecycle import Phase
+from walletd.ops.lifecycle import Phase
+from walletd.upstream.breaker import CircuitState
 
 
 async def health(request: web.Request) -> web.Response:

@@ -20,7 +20,7 @@ from walletd.errors import (
     ServiceUnavailable,
     WalletdError,
 )
-from walletd.logs import request_id_var
+from walletd.observability.logs import request_id_var
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from walletd import sdnotify
-from walletd.access import end_revoked_streams
 from walletd.appkeys import ALERTS, HISTORY, KEYSTORE, METRICS, SETTINGS, STREAMS
-from walletd.system_metrics import SystemSampler
+from walletd.auth.middleware import end_revoked_streams
+from walletd.observability.system_metrics import SystemSampler
+from walletd.ops import sdnotify
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
-from walletd.alerts import ErrorRate
-from walletd.breaker import CircuitBreaker, CircuitState
+from walletd.observability.alerts import ErrorRate
+from walletd.upstream.breaker import CircuitBreaker, CircuitState
 
 STREAM_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

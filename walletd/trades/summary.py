@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from walletd.solana import SOL_DECIMALS, WSOL_MINT
 from walletd.trades.model import Trade, format_units
+from walletd.trades.solana import SOL_DECIMALS, WSOL_MINT
 
 # What the summary needs of one trade, as a plain tuple of atoms: (mint given, mint
 # received, action, timestamp, SOL lamports moved). The GC stops tracking such tuples,

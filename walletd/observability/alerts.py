@@ -16,8 +16,8 @@ import aiohttp
 import orjson
 
 from walletd.config import Settings
-from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
-from walletd.signing import sign, webhook_key
+from walletd.observability.webhooks import sign, webhook_key
+from walletd.upstream.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 
 logger = logging.getLogger("walletd.alerts")
 

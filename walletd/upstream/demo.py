@@ -20,8 +20,8 @@ from typing import Any
 import base58
 
 from walletd.errors import UnknownEventId
-from walletd.solana import USDC_MINT, WSOL_MINT
-from walletd.trades.source import TxPage
+from walletd.trades.solana import USDC_MINT, WSOL_MINT
+from walletd.upstream.source import TxPage
 
 PAGE_SIZE = 100
 RENT = 2_039_280

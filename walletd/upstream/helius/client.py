@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from walletd.breaker import CircuitBreaker
 from walletd.config import Settings
 from walletd.errors import DataFetchError, UnknownEventId
-from walletd.pacing import Pacer
-from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
+from walletd.upstream.breaker import CircuitBreaker
+from walletd.upstream.pacing import Pacer
+from walletd.upstream.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 
 log = logging.getLogger(__name__)
 

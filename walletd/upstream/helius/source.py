@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from walletd.trades.helius_client import SIGNATURES_PAGE, TRANSACTIONS_BATCH, HeliusClient
-from walletd.trades.source import TxPage
+from walletd.upstream.helius.client import SIGNATURES_PAGE, TRANSACTIONS_BATCH, HeliusClient
+from walletd.upstream.source import TxPage
 
 _RETRY_POLL_S = 0.05  # how soon a waiting pipeline notices a call sleeping to retry
 

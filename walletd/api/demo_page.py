@@ -33,10 +33,10 @@ class Asset:
 
 @functools.cache
 def load_asset(name: str) -> Asset:
-    """A packaged file of walletd/static, read once. Raises KeyError for a name not in
+    """A packaged file of walletd/api/static, read once. Raises KeyError for a name not in
     CONTENT_TYPES, OSError when the package was installed without its data."""
     content_type = CONTENT_TYPES[name]
-    body = resources.files("walletd").joinpath("static", name).read_bytes()
+    body = resources.files("walletd.api").joinpath("static", name).read_bytes()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     return Asset(body, content_type, etag)
 

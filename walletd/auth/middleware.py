@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
+from walletd.api.boundary import Handler, check_request_size
 from walletd.appkeys import (
     API_KEY,
     CLIENT_IP,
@@ -28,12 +29,11 @@ from walletd.appkeys import (
     SUBJECT,
     VERDICT,
 )
-from walletd.boundary import Handler, check_request_size
+from walletd.auth.keys import authenticate, mask_key
 from walletd.config import IPNetwork
 from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
-from walletd.keys import authenticate, mask_key
-from walletd.logs import api_key_var, client_ip_var
-from walletd.registry import Stoppable
+from walletd.observability.logs import api_key_var, client_ip_var
+from walletd.stream.registry import Stoppable
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ HTTP_ERRORS: dict[int, tuple[str, ...]] = {
     503: ("SERVICE_UNAVAILABLE",),
 }
 READY_REASONS = ("upstream_circuit_open", "redis_unreachable")
-# GET /static/{name} (walletd/demo_page.py); index.html is served only as GET /.
+# GET /static/{name} (walletd/api/demo_page.py); index.html is served only as GET /.
 DEMO_ASSETS = ("app.js", "app.css", "favicon.svg")
 
 _BASE58 = "1-9A-HJ-NP-Za-km-z"

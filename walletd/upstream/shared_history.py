@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import redis.asyncio as redis
 
-from walletd.redis_client import REDIS_ERRORS
-from walletd.trades.history import ParsedPage
+from walletd.ops.redis import REDIS_ERRORS
+from walletd.upstream.history import ParsedPage
 
 log = logging.getLogger(__name__)
 

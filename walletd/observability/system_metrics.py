@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from walletd.metrics import Metrics
+from walletd.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from walletd import sse
 from walletd.errors import ServiceUnavailable
-from walletd.sse import encode_json
-from walletd.summary import TradeFacts, TradeSummary, facts_of
-from walletd.trades.parse import parse_transaction
-from walletd.trades.source import TradeSource, TxPage
+from walletd.stream import sse
+from walletd.stream.sse import encode_json
+from walletd.trades.summary import TradeFacts, TradeSummary, facts_of
+from walletd.upstream.helius.reader import parse_transaction
+from walletd.upstream.source import TradeSource, TxPage
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from walletd.config import Settings
-from walletd.keys import (
+from walletd.auth.keys import (
     DEFAULT_SCOPES,
     KeyNotFound,
     KeyRecord,
@@ -26,6 +25,7 @@ from walletd.keys import (
     ordered_scopes,
     parse_scopes,
 )
+from walletd.config import Settings
 
 # Same values as walletd.cli (importing it from here would be circular).
 EXIT_FAILURE = 1

@@ -34,7 +34,7 @@ from redis.exceptions import WatchError
 
 from walletd.config import Settings
 from walletd.errors import InvalidApiKey, ServiceUnavailable
-from walletd.redis_client import REDIS_ERRORS, connect
+from walletd.ops.redis import REDIS_ERRORS, connect
 
 log = logging.getLogger("walletd.keys")
 
