@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 from walletd.config import Settings
 from walletd.observability.alerts import MAX_IN_FLIGHT, MIN_STREAMS, AlertMonitor, ErrorRate
 from walletd.observability.webhooks import sign, webhook_key
-from walletd.upstream.retry import RetryPolicy
+from walletd.retry import RetryPolicy
 
 WINDOW_S = 300.0
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

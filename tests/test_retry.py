@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from walletd.upstream.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
+from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 
 
 class FakeTime:

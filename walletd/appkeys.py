@@ -1,36 +1,46 @@
-"""Every typed application and request key; nothing else."""
+"""Every typed application and request key; nothing else.
+
+The value types are imported for the type checker only: any module may read a key
+without importing, through this one, every room of the server.
+"""
 
 from __future__ import annotations
 
-import redis.asyncio as redis
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from walletd.auth.keys import KeyRecord, KeyStore
-from walletd.config import Settings
-from walletd.features import FeatureFlags
-from walletd.limits import Limits, Verdict
-from walletd.observability.alerts import AlertMonitor
-from walletd.observability.metrics import Metrics
-from walletd.ops.lifecycle import Lifecycle
-from walletd.stream.registry import StreamRegistry
-from walletd.upstream.breaker import CircuitBreaker
-from walletd.upstream.history import HistoryCache
-from walletd.upstream.source import TradeSource
+if TYPE_CHECKING:
+    import redis.asyncio as redis
 
-SETTINGS = web.AppKey("settings", Settings)
-SOURCE = web.AppKey("source", TradeSource)
-BREAKER = web.AppKey("breaker", CircuitBreaker)
-HISTORY = web.AppKey("history", HistoryCache)
-STREAMS = web.AppKey("streams", StreamRegistry)
-LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-REDIS = web.AppKey("redis", redis.Redis)  # only when REDIS_URL is set
-KEYSTORE = web.AppKey("keystore", KeyStore)  # only when API_KEY_REQUIRED
-LIMITS = web.AppKey("limits", Limits)
-FLAGS = web.AppKey("flags", FeatureFlags)
-ALERTS = web.AppKey("alerts", AlertMonitor)
-METRICS = web.AppKey("metrics", Metrics)
-REQUEST_ID = web.RequestKey("request_id", str)
-CLIENT_IP = web.RequestKey("client_ip", str)
-API_KEY = web.RequestKey("api_key", KeyRecord)  # the caller's key, when keys are required
-SUBJECT = web.RequestKey("subject", str)  # whom limits count: "key:<id>" or "ip:<address>"
-VERDICT = web.RequestKey("verdict", Verdict)  # this request's rate-limit outcome
+    from walletd.auth.keys import KeyRecord, KeyStore
+    from walletd.config import Settings
+    from walletd.features import FeatureFlags
+    from walletd.limits import Limits, Verdict
+    from walletd.observability.alerts import AlertMonitor
+    from walletd.observability.metrics import Metrics
+    from walletd.ops.lifecycle import Lifecycle
+    from walletd.stream.registry import StreamRegistry
+    from walletd.upstream.breaker import CircuitBreaker
+    from walletd.upstream.history import HistoryCache
+    from walletd.upstream.source import TradeSource
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+SOURCE: web.AppKey[TradeSource] = web.AppKey("source")
+BREAKER: web.AppKey[CircuitBreaker] = web.AppKey("breaker")
+HISTORY: web.AppKey[HistoryCache] = web.AppKey("history")
+STREAMS: web.AppKey[StreamRegistry] = web.AppKey("streams")
+LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
+REDIS: web.AppKey[redis.Redis] = web.AppKey("redis")  # only when REDIS_URL is set
+KEYSTORE: web.AppKey[KeyStore] = web.AppKey("keystore")  # only when API_KEY_REQUIRED
+LIMITS: web.AppKey[Limits] = web.AppKey("limits")
+FLAGS: web.AppKey[FeatureFlags] = web.AppKey("flags")
+ALERTS: web.AppKey[AlertMonitor] = web.AppKey("alerts")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
+# The caller's key, when keys are required.
+API_KEY: web.RequestKey[KeyRecord] = web.RequestKey("api_key")
+# Whom limits count: "key:<id>" or "ip:<address>".
+SUBJECT: web.RequestKey[str] = web.RequestKey("subject")
+VERDICT: web.RequestKey[Verdict] = web.RequestKey("verdict")  # this request's rate-limit outcome

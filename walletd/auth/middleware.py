@@ -25,7 +25,6 @@ from walletd.appkeys import (
     KEYSTORE,
     LIMITS,
     SETTINGS,
-    STREAMS,
     SUBJECT,
     VERDICT,
 )
@@ -33,7 +32,6 @@ from walletd.auth.keys import authenticate, mask_key
 from walletd.config import IPNetwork
 from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
 from walletd.observability.logs import api_key_var, client_ip_var
-from walletd.stream.registry import Stoppable
 
 log = logging.getLogger(__name__)
 
@@ -132,22 +130,6 @@ async def rate_limit_headers(request: web.Request, resp: web.StreamResponse) -> 
     resp.headers["RateLimit-Limit"] = str(verdict.limit)
     resp.headers["RateLimit-Remaining"] = str(verdict.remaining)
     resp.headers["RateLimit-Reset"] = str(math.ceil(verdict.reset_s))
-
-
-async def end_revoked_streams(app: web.Application) -> None:
-    """End the open streams of keys revoked or expired since they started, with an
-    INVALID_API_KEY event. Each distinct key is looked up once per pass."""
-    by_key: dict[str, list[Stoppable]] = {}
-    for stream in app[STREAMS]:
-        if stream.key_id is not None:
-            by_key.setdefault(stream.key_id, []).append(stream)
-    now = time.time()
-    for key_id, streams in by_key.items():
-        record = await app[KEYSTORE].get(key_id)
-        if record is None or not record.usable(now):
-            log.info("streams_revoked", extra={"key_id": key_id, "streams": len(streams)})
-            for stream in streams:
-                stream.stop(InvalidApiKey(f"key {key_id} revoked or expired"))
 
 
 async def limits_lifetime(app: web.Application) -> AsyncIterator[None]:

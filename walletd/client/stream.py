@@ -27,7 +27,7 @@ from urllib.parse import quote
 import aiohttp
 
 from walletd.auth.keys import mask_key
-from walletd.upstream.retry import parse_retry_after
+from walletd.retry import parse_retry_after
 
 # One status per SPEC §2 code, so scripts can tell failures apart without parsing stderr.
 EXIT_STATUSES: dict[str, int] = {

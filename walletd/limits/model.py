@@ -41,8 +41,3 @@ def stream_retry_after(lease_ttl_s: float) -> int:
     same, so a client sees one contract.
     """
     return max(1, math.ceil(lease_ttl_s / 3))
-
-
-def ceil_seconds(seconds: float) -> int:
-    """Whole seconds rounded up, at least 1: a Retry-After that is never early."""
-    return max(1, math.ceil(seconds))

@@ -8,7 +8,6 @@ Every method may raise `REDIS_ERRORS`; the fallback facade decides what that mea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
@@ -131,7 +130,6 @@ class RedisLimits:
         self._member_prefix = os.urandom(6).hex() + ":"
         self._serial = itertools.count()
         self._live: dict[str, dict[str, RedisLease]] = {}  # key -> stream id -> lease
-        self._refresh_now = asyncio.Event()
         self.closed = False
 
     async def ping(self) -> None:
@@ -207,18 +205,11 @@ class RedisLimits:
                 await pipe.execute()
         return sum(len(leases) for leases in batch.values())
 
-    def refresh_soon(self) -> None:
-        """Wake the refresher now (e.g. after Redis came back, possibly empty)."""
-        self._refresh_now.set()
-
     async def run_refresher(self) -> None:
         """Refresh every third of the TTL until cancelled, so a live lease never lapses and
         a crashed process's leases lapse within the TTL."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.refresh_period_s):
-                    await self._refresh_now.wait()
-            self._refresh_now.clear()
+            await asyncio.sleep(self.refresh_period_s)
             try:
                 await self.refresh()
             except REDIS_ERRORS as exc:

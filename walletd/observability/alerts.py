@@ -17,7 +17,7 @@ import orjson
 
 from walletd.config import Settings
 from walletd.observability.webhooks import sign, webhook_key
-from walletd.upstream.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
+from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 
 logger = logging.getLogger("walletd.alerts")
 

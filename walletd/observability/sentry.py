@@ -69,7 +69,7 @@ def init_sentry(settings: Settings) -> bool:
     return True
 
 
-def scrub(event: Payload, hint: Mapping[str, Any]) -> Payload | None:
+def scrub(event: Payload, _hint: Mapping[str, Any]) -> Payload | None:
     """`event` with every API key replaced by [Filtered]; None (drop it) if scrubbing fails.
 
     Used for events, transactions and breadcrumbs alike: it walks the whole structure,

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from walletd.appkeys import ALERTS, HISTORY, KEYSTORE, METRICS, SETTINGS, STREAMS
-from walletd.auth.middleware import end_revoked_streams
+from walletd.auth.revocation import end_revoked_streams
 from walletd.observability.system_metrics import SystemSampler
 from walletd.ops import sdnotify
 

@@ -150,14 +150,6 @@ def frame_page(page: ParsedPage, *, batch_size: int, batches: int, total: int) -
     )
 
 
-def scan_page(
-    page: TxPage, wallet: str, seen: set[str], *, batch_size: int, batches: int, total: int
-) -> ScannedPage:
-    """Parse, encode and frame one page (see parse_page and frame_page)."""
-    parsed = parse_page(page, wallet, seen)
-    return frame_page(parsed, batch_size=batch_size, batches=batches, total=total)
-
-
 class SharedStore(Protocol):
     """Where finished histories are shared between processes (shared_history.py)."""
 

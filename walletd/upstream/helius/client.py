@@ -20,9 +20,9 @@ import orjson
 
 from walletd.config import Settings
 from walletd.errors import DataFetchError, UnknownEventId
+from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.pacing import Pacer
-from walletd.upstream.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 
 log = logging.getLogger(__name__)
 
