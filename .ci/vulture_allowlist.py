@@ -16,3 +16,13 @@ _.recent_failures
 # Demo wallets the README names for trying walletd and for the benchmarks.
 LARGE_DEMO_WALLET
 EMPTY_DEMO_WALLET
+# html.parser.HTMLParser callbacks (tests/test_demo_page.py).
+_.handle_starttag
+_.handle_endtag
+_.handle_data
+# A pytest fixture, used by naming it as a parameter.
+sentry_cleanup
+# aiohttp reads these of a response it sends (tests/fake_helius.py truncates bodies).
+_.content_length
+# Limits.backend: which limiter serves new calls, asserted by the Redis fallback tests.
+_.backend

@@ -1,0 +1,3 @@
+"""The HTTP surface: request context and error boundary, CORS, health and readiness, the OpenAPI
+document, the demo page.
+"""

@@ -55,6 +55,11 @@ class Limits:
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
+    def backend(self) -> str:
+        """Where new calls go: "redis", or "memory" (no Redis configured, or degraded)."""
+        return "memory" if self._usable_redis() is None else "redis"
+
+    @property
     def degraded(self) -> bool:
         """True while Redis is configured but unreachable, and calls run on memory."""
         return self._degraded

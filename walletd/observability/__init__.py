@@ -1,0 +1,1 @@
+"""JSON logs, Prometheus metrics, process sampling, error-rate alerts, signed webhooks, Sentry."""

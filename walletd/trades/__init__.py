@@ -1,1 +1,1 @@
-"""Trades: the model, the Helius parser, and the sources that feed streams."""
+"""Trades: the model, the ledger (balance changes -> trade), summaries, Solana identifiers."""
