@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import aiohttp
 from conftest import WALLET
 from sse_client import parse, read_events
-from walletd_process import serve_args, walletd
+from walletd_process import serve_args, until_stalled, walletd
 
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
 from walletd.upstream.demo import LARGE_DEMO_WALLET
@@ -121,3 +121,76 @@ async def test_sigterm_reaches_a_slow_reader_in_full(server_factory):
     assert stream.events[-1].data["code"] == "SERVER_SHUTDOWN"
     assert stream.events[-1].data["last_event_id"] == stream.named("trades")[-1].id
     assert await asyncio.wait_for(server.proc.wait(), 20) == 0
+
+
+async def test_sigterm_drains_with_the_listener_open_then_ends_streams_after_the_delay(
+    server_factory,
+):
+    """SPEC §5: the balancer sees 503s, the open stream flows through DRAIN_DELAY, then
+    gets SERVER_SHUTDOWN at its last id, and the process exits once it is gone."""
+    delay_s, grace_s = 2.0, 30.0
+    server = await server_factory(
+        DEMO_LATENCY_MS="100", DRAIN_DELAY=str(delay_s), SHUTDOWN_GRACE=str(grace_s)
+    )
+    loop = asyncio.get_running_loop()
+    path = f"/v4/wallet/{LARGE_DEMO_WALLET}/stream"
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(f"{server.url}{path}")
+        events = await read_events(resp, 3)
+        while events[-1].name != "trades":
+            events += await read_events(resp, 1)
+        rest = asyncio.create_task(read_events(resp))
+        sent_at = loop.time()
+        server.proc.send_signal(signal.SIGTERM)
+        await server.log_line("server_stopping")
+        # Fresh connections: the listener still answers, and says "not here".
+        fresh = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=fresh) as other:
+            async with other.get(f"{server.url}/ready") as ready:
+                assert ready.status == 503
+                assert (await ready.json())["status"] == "draining"
+            async with other.get(f"{server.url}{path}") as refused:
+                assert refused.status == 503
+                assert int(refused.headers["Retry-After"]) >= 1
+                body = await refused.json()
+                assert body["code"] == "SERVICE_UNAVAILABLE" and body["retry_after"] >= 1
+        after = await rest
+        ended_at = loop.time()
+        resp.close()
+    code = await asyncio.wait_for(server.proc.wait(), grace_s)
+    exited_at = loop.time()
+    assert code == 0
+    final = after[-1]
+    assert final.name == "error" and final.data["code"] == "SERVER_SHUTDOWN"
+    trades = [e for e in events + after if e.name == "trades"]
+    assert final.data["last_event_id"] == trades[-1].id
+    assert sum(e.name == "trades" for e in after) >= 3  # the stream kept flowing
+    assert ended_at - sent_at >= delay_s
+    assert exited_at - sent_at < delay_s + 5  # once the stream is gone, not at the grace
+
+
+async def test_sigterm_exits_by_the_grace_when_a_client_never_reads(server_factory):
+    """A stream whose client stopped reading cannot take its SERVER_SHUTDOWN; it is cut
+    at SHUTDOWN_GRACE and the process exits 0 then, not later."""
+    grace_s = 2.0
+    server = await server_factory(SHUTDOWN_GRACE=str(grace_s))
+    path = f"/v4/wallet/{LARGE_DEMO_WALLET}/stream"
+    async with aiohttp.ClientSession() as http:  # warm the cache: the stream is then instant
+        async with http.get(f"{server.url}{path}") as resp:
+            warm = len(await resp.read())
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")  # then nothing more is read
+    assert head.startswith(b"HTTP/1.1 200")
+    await until_stalled(server, warm)  # its writes are blocked
+    loop = asyncio.get_running_loop()
+    sent_at = loop.time()
+    server.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.proc.wait(), 20) == 0
+    assert grace_s <= loop.time() - sent_at < grace_s + 1.5
+    await server.log_line("server_stopped")
+    assert any(r["message"] == "drain_timeout" for r in server.logs)
+    writer.close()

@@ -109,6 +109,14 @@ def test_keys_are_required_outside_development_and_need_a_secret():
     assert "SECRET_KEY" in problems and "KEYSTORE=redis" in problems
 
 
+def test_drain_delay_must_leave_streams_part_of_the_grace():
+    assert Settings.from_env({}).drain_delay_s == 0.0
+    assert Settings.from_env({"DRAIN_DELAY": "5"}).drain_delay_s == 5.0
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"DRAIN_DELAY": "10", "SHUTDOWN_GRACE": "10"})
+    assert [p.split(":")[0] for p in caught.value.problems] == ["DRAIN_DELAY"]
+
+
 def test_limits_and_redis_settings():
     s = Settings.from_env(
         {

@@ -7,6 +7,7 @@ import json
 import signal
 
 import aiohttp
+import pytest
 from conftest import WALLET
 from sse_client import read_events
 from walletd_process import walletd
@@ -81,3 +82,22 @@ async def test_text_format_is_for_humans(server_factory):
     lines = out.decode().splitlines()
     assert any("http_request" in line for line in lines)
     assert not any(line.startswith("{") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected"), [({"TRUSTED_PROXIES": "127.0.0.1"}, "203.0.113.7"), ({}, "127.0.0.1")]
+)
+async def test_access_and_stream_lines_name_the_same_client(server_factory, trusted, expected):
+    """SPEC §7: client_ip is the client resolved through TRUSTED_PROXIES in both lines."""
+    server = await server_factory(LOG_LEVEL="INFO", **trusted)
+    headers = {"X-Forwarded-For": "203.0.113.7", "X-Request-ID": "via-proxy"}
+    async with aiohttp.ClientSession() as http:
+        url = f"{server.url}/v4/wallet/{WALLET}/stream"
+        async with http.get(url, headers=headers) as resp:
+            assert (await read_events(resp))[-1].name == "complete"
+    records = [r for r in await finish(server) if r.get("request_id") == "via-proxy"]
+    lines = {
+        r["message"]: r for r in records if r["message"] in {"http_request", "stream_finished"}
+    }
+    assert lines.keys() == {"http_request", "stream_finished"}
+    assert [r["client_ip"] for r in lines.values()] == [expected, expected]

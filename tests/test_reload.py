@@ -11,7 +11,7 @@ import socket
 import aiohttp
 from conftest import WALLET
 from sse_client import read_events
-from walletd_process import walletd
+from walletd_process import until_stalled, walletd
 
 from walletd.cli import EXIT_CONFIG
 from walletd.upstream.demo import LARGE_DEMO_WALLET
@@ -85,16 +85,3 @@ async def test_a_second_signal_during_the_drain_exits_at_once(server_factory):
         json.loads(line)["message"] == "second_signal_exit" for line in rest.splitlines() if line
     )
     writer.close()
-
-
-async def until_stalled(server, before: int) -> None:
-    """Until walletd has written a first stream and then nothing more for 3 scrapes in a
-    row: the reader's window is full and walletd holds unsent bytes (bounded)."""
-    seen: list[float] = []
-    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
-        while len(seen) < 3 or len(set(seen[-3:])) > 1 or seen[-1] <= before:
-            async with http.get(f"{server.url}/metrics") as resp:
-                text = await resp.text()
-            line = next(x for x in text.splitlines() if x.startswith("walletdoctor_bytes_sent "))
-            seen.append(float(line.split()[1]))
-            await asyncio.sleep(0.05)

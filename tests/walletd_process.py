@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+import aiohttp
 from redis_server import free_port
 
 
@@ -55,3 +56,16 @@ async def start(**env: str) -> Server:
     server = Server(proc, port)
     await server.log_line("server_started")
     return server
+
+
+async def until_stalled(server: Server, before: int) -> None:
+    """Until walletd has written a first stream and then nothing more for 3 scrapes in a
+    row: the reader's window is full and walletd holds unsent bytes (bounded)."""
+    seen: list[float] = []
+    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+        while len(seen) < 3 or len(set(seen[-3:])) > 1 or seen[-1] <= before:
+            async with http.get(f"{server.url}/metrics") as resp:
+                text = await resp.text()
+            line = next(x for x in text.splitlines() if x.startswith("walletdoctor_bytes_sent "))
+            seen.append(float(line.split()[1]))
+            await asyncio.sleep(0.05)

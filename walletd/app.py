@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -169,11 +170,29 @@ async def _mark_ready(app: web.Application) -> None:
 
 
 async def _drain_streams(app: web.Application) -> None:
-    """Before aiohttp cancels handlers: tell every open stream how to resume, then wait."""
-    app[LIFECYCLE].phase = Phase.DRAINING
+    """on_shutdown, for servers stopped without `drain` (tests, `web.run_app`): the
+    listener is already closed, so no delay; after `drain` this does nothing."""
+    await drain(app, delay_s=0.0)
+
+
+async def drain(app: web.Application, *, delay_s: float) -> None:
+    """SPEC §5, while the listener stays open: `/ready` and new streams answer 503 from
+    now on; after `delay_s` (a polling load balancer has seen the 503 by then) every open
+    stream ends with SERVER_SHUTDOWN and its resume id. Returns when the last stream has
+    gone, or at SHUTDOWN_GRACE from now, when the streams left are cut (their clients
+    stopped reading, so no final event would reach them). Runs once per app."""
+    lifecycle = app[LIFECYCLE]
+    if lifecycle.phase is Phase.DRAINING:
+        return
+    lifecycle.phase = Phase.DRAINING
+    grace_s = app[SETTINGS].shutdown_grace_s
+    deadline = asyncio.get_running_loop().time() + grace_s
+    await asyncio.sleep(min(delay_s, grace_s))
     streams = app[STREAMS]
     if len(streams):
         log.info("draining_streams", extra={"open_streams": len(streams)})
         streams.stop_all(ServerShutdown())
-        if not await streams.wait_empty(app[SETTINGS].shutdown_grace_s):
+        if not await streams.wait_empty(deadline - asyncio.get_running_loop().time()):
             log.warning("drain_timeout", extra={"open_streams": len(streams)})
+            for stream in streams:
+                stream.reap()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from walletd import __version__
-from walletd.app import create_app, reload
+from walletd.app import create_app, drain, reload
 from walletd.appkeys import METRICS, STREAMS
 from walletd.auth import cli as keys_cli
 from walletd.client import stream as stream_cli
@@ -31,6 +31,9 @@ log = logging.getLogger("walletd")
 # Exit statuses: systemd's Restart=on-failure should not loop on a bad configuration.
 EXIT_CONFIG = 78  # EX_CONFIG
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the listen address could not be bound
+# Requests still in flight once the drain is over (streams are gone by then: ended or cut)
+# get this long before they are cancelled, so the exit stays close to SHUTDOWN_GRACE.
+STRAGGLERS_S = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,11 +98,11 @@ def _first_then_at_once(stop: asyncio.Event, signum: int) -> None:
 
 
 async def _serve(app: web.Application, host: str, port: int, settings: Settings) -> None:
-    """Bind, announce, wait for SIGTERM/SIGINT, then drain (on_shutdown) and stop."""
+    """Bind, announce, wait for SIGTERM/SIGINT, drain with the listener open (a load
+    balancer must see `/ready` turn 503, not a refused connection), then stop."""
     runner = web.AppRunner(
         app,
-        # Streams end with SERVER_SHUTDOWN in on_shutdown; this only bounds stragglers.
-        shutdown_timeout=settings.shutdown_grace_s,
+        shutdown_timeout=STRAGGLERS_S,
         handler_cancellation=True,  # a client that leaves cancels its handler at once
         access_log=logging.getLogger("walletd.access"),
         access_log_class=AccessLogger,
@@ -141,6 +144,7 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
         await stop.wait()
         sdnotify.notify("STOPPING=1", "STATUS=draining")
         log.info("server_stopping", extra={"open_streams": len(app[STREAMS])})
+        await drain(app, delay_s=settings.drain_delay_s)
     finally:
         for extra in cleanups:
             await extra.cleanup()

@@ -49,6 +49,7 @@ class Settings:
     sse_max_stream_duration_s: float = 600.0
     max_wallet_trades: int = 20000
     shutdown_grace_s: float = 10.0
+    drain_delay_s: float = 0.0
     # Upstream and demo source (SPEC §4)
     helius_key: str | None = field(default=None, repr=False)
     helius_rpc_url: str = "https://mainnet.helius-rpc.com"
@@ -124,6 +125,7 @@ class Settings:
                 "MAX_WALLET_TRADES", base.max_wallet_trades, lo=1, hi=10_000_000
             ),
             shutdown_grace_s=reader.number("SHUTDOWN_GRACE", base.shutdown_grace_s, lo=0, hi=3600),
+            drain_delay_s=reader.number("DRAIN_DELAY", base.drain_delay_s, lo=0, hi=3600),
             helius_key=reader.optional_text("HELIUS_KEY"),
             helius_rpc_url=reader.url("HELIUS_RPC_URL", base.helius_rpc_url),
             helius_api_url=reader.url("HELIUS_API_URL", base.helius_api_url),
@@ -231,6 +233,8 @@ class Settings:
         problems = self._production_problems() if self.is_production else []
         if self.api_key_required and not self.secret_key and not self.is_production:
             problems.append("SECRET_KEY: required when API_KEY_REQUIRED=true (keys are HMACs)")
+        if self.drain_delay_s and self.drain_delay_s >= self.shutdown_grace_s:
+            problems.append("DRAIN_DELAY: must be less than SHUTDOWN_GRACE (streams need time)")
         if self.keystore == "redis" and not self.redis_url:
             problems.append("KEYSTORE=redis: needs REDIS_URL")
         if not self.redis_prefix.strip(":"):

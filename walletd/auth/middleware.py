@@ -42,7 +42,12 @@ _BEARER = "bearer "
 
 @web.middleware
 async def admission(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inside the boundary: requests too large, then access control, then the handler."""
+    """Inside the boundary: who the client is, requests too large, then access control,
+    then the handler."""
+    # First, so that every line of this request names the client, refusals and the
+    # access line (logs.AccessLogger reads CLIENT_IP) included.
+    ip = request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
+    client_ip_var.set(ip)
     check_request_size(request)
     await admit(request)
     return await handler(request)
@@ -50,9 +55,7 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
 
 async def admit(request: web.Request) -> None:
     """Raise unless this caller may make this request now; record who they are."""
-    ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
-    request[CLIENT_IP] = ip
-    client_ip_var.set(ip)
+    ip = request[CLIENT_IP]
     scope = ROUTE_SCOPES.get(request.match_info.route.name or "")
     # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
     if scope is None or request.method == "OPTIONS":

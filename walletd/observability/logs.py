@@ -11,7 +11,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, Request, StreamResponse
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from walletd.appkeys import REQUEST_ID
+from walletd.appkeys import CLIENT_IP, REQUEST_ID
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -147,6 +147,8 @@ class AccessLogger(AbstractAccessLogger):
                 "status": response.status,
                 "bytes": response.body_length,
                 "duration_ms": round(time * 1000, 3),
-                "client_ip": request.remote,
+                # Resolved through TRUSTED_PROXIES by access.admission, as on the stream
+                # lines; the peer only for requests aiohttp refused before any middleware.
+                "client_ip": request.get(CLIENT_IP, request.remote),
             },
         )
