@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from walletd import errors
+from walletd import demo_page, errors
 from walletd.app import create_app
 from walletd.appkeys import KEYSTORE, LIFECYCLE, SETTINGS
 from walletd.lifecycle import Phase
@@ -92,7 +92,6 @@ def test_every_route_is_documented_and_nothing_else(config, tmp_path):
 
 
 def test_demo_asset_names_are_the_served_ones():
-    demo_page = pytest.importorskip("walletd.demo_page")
     assert set(DEMO_ASSETS) == set(demo_page.CONTENT_TYPES) - {"index.html"}
     documented = openapi_document(make_settings())["paths"]["/static/{name}"]["get"]
     media_types = set(documented["responses"]["200"]["content"])
