@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import ci
 import pytest
 import redis.asyncio as redis
 import redis_server
@@ -25,6 +23,8 @@ from walletd.ops.redis import connect
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.source import TradeSource
 
+# Real transactions copied from public repositories (data/README.md).
+DATA = Path(__file__).resolve().parent / "data"
 # A demo wallet with a history of 111 transactions (see walletd.trades.demo).
 WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"
 
@@ -152,20 +152,10 @@ HELIUS_SAMPLES = (
 
 @pytest.fixture(scope="session")
 def helius_dir() -> Path:
-    """../shared/data/helius beside the checkout (or under $WALLETD_SHARED_DIR).
-
-    Absent in a user's own checkout: those tests skip. In CI it must exist: they fail.
-    """
-    override = os.environ.get("WALLETD_SHARED_DIR")
-    shared = Path(override) if override else Path(__file__).resolve().parents[1].parent / "shared"
-    folder = shared / "data" / "helius"
+    """The real Helius samples, kept in the repository (tests/data/README.md)."""
+    folder = DATA / "helius"
     missing = [name for name in HELIUS_SAMPLES if not (folder / name).is_file()]
-    if missing:
-        message = (
-            f"Helius sample data not found: {folder} lacks {', '.join(missing)} "
-            "(set WALLETD_SHARED_DIR to the shared/ folder that holds data/helius/)"
-        )
-        ci.missing(message)
+    assert not missing, f"{folder} lacks {', '.join(missing)}"
     return folder
 
 

@@ -29,7 +29,7 @@ Protocol (as Helius serves it):
 Data: ``add_synthetic(address, count)`` builds a history from walletd's demo generator
 (the same transactions, signatures and order as ``DemoSource`` serves for that address:
 ``count=None`` means exactly the demo history); ``load_samples(folder)`` serves the real
-samples of ../shared/data/helius/ (walletdoctor records belong to the walletdoctor wallet,
+samples of tests/data/helius/ (walletdoctor records belong to the walletdoctor wallet,
 the two docs records to their fee payers; a partial record that carries no slot is listed
 with ``"slot": null``); ``add_history(address, txs)`` serves any list, newest first.
 
@@ -54,7 +54,7 @@ Standalone, for benchmarks (from the repository root)::
 
     python -m tests.fake_helius --port 8899 --latency-ms 50 --rps 50 \\
         --synthetic GFmfk7ocGPRt19DuyGC6ezLtY1PtT6Zn1R53P169oSiL=10000 \\
-        [--samples ../shared/data/helius] [--key KEY] [--shared-rps]
+        [--samples tests/data/helius] [--key KEY] [--shared-rps]
 
 then ``HELIUS_KEY=KEY HELIUS_RPC_URL=http://127.0.0.1:8899
 HELIUS_API_URL=http://127.0.0.1:8899``. ``--rps`` limits each endpoint separately (Helius
@@ -418,7 +418,7 @@ class FakeHelius:
         return txs
 
     def load_samples(self, folder: Path) -> None:
-        """Serve the real Helius samples of `folder` (../shared/data/helius)."""
+        """Serve the real Helius samples of `folder` (tests/data/helius)."""
         by_address: dict[str, list[dict[str, Any]]] = {}
         for address, record in sample_records(folder):
             by_address.setdefault(address, []).append(record)
@@ -814,7 +814,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="ADDRESS[=COUNT]",
         help="serve a demo history (COUNT transactions; default: its demo size)",
     )
-    parser.add_argument("--samples", type=Path, default=None, help="../shared/data/helius")
+    parser.add_argument("--samples", type=Path, default=None, help="e.g. tests/data/helius")
     return parser.parse_args(argv)
 
 

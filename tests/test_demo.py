@@ -10,7 +10,7 @@ import pytest
 from conftest import WALLET
 
 from walletd.errors import InvalidEventId
-from walletd.trades.solana import is_signature
+from walletd.trades.solana import USDC_MINT, USDT_MINT, is_signature
 from walletd.upstream.demo import (
     EMPTY_DEMO_WALLET,
     LARGE_DEMO_WALLET,
@@ -86,6 +86,32 @@ async def test_history_mixes_trades_and_traps_through_the_real_parser():
     assert any(tx["type"] == "TRANSFER" and tx["feePayer"] != WALLET for tx in txs)
     assert any(tx["type"] == "NFT_SALE" for tx in txs)
     assert all(parse_transaction(tx, WALLET) is None for tx in txs if tx["type"] == "NFT_SALE")
+
+
+async def test_history_trades_usdt_in_every_action_shape():
+    """USDT is bought with, sold for, and swapped against USDC both ways, and the trades
+    name it: the demo's mint is the one the trade model knows."""
+    wallet = "5K8gEY3RY57NMj9LKCs7sqgkes1krP5VUJPMoLLPELKd"  # 600 transactions
+    txs = await collect(DemoSource(), wallet)
+    trades = [t.to_dict() for t in map(parse_transaction, txs, [wallet] * len(txs)) if t]
+    quotes = {USDC_MINT: "USDC", USDT_MINT: "USDT"}
+
+    def shape(trade: dict) -> tuple[str, str, str]:
+        gave, got = trade["token_in"], trade["token_out"]
+        assert gave["symbol"] == quotes.get(gave["mint"]) and got["symbol"] == quotes.get(
+            got["mint"]
+        )
+        return trade["action"], gave["symbol"] or "token", got["symbol"] or "token"
+
+    shapes = {
+        shape(t) for t in trades if USDT_MINT in (t["token_in"]["mint"], t["token_out"]["mint"])
+    }
+    assert shapes == {
+        ("buy", "USDT", "token"),
+        ("sell", "token", "USDT"),
+        ("swap", "USDC", "USDT"),
+        ("swap", "USDT", "USDC"),
+    }
 
 
 async def test_latency_setting_delays_each_page():

@@ -3,7 +3,7 @@ working end to end in headless Chromium against real `walletd serve` processes.
 
 The browser tests need Chromium (Debian: `apt-get install chromium`) and the Python
 `playwright` package (the `test` extra), which drives the installed Chromium: nothing is
-downloaded. Without either they skip; in CI (CI=true) they fail. Screenshots go to the
+downloaded. Without Chromium they skip; in CI (CI=true) they fail. Screenshots go to the
 test's tmp_path and to test-output/ at the top of the checkout.
 """
 
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from ci import missing
 from conftest import WALLET, ServeFn
 from sse_client import Stream, parse
 from walletd_process import Server, serve_args, walletd
@@ -144,28 +144,19 @@ async def test_demo_page_needs_no_key_when_keys_are_required(
 # --- headless Chromium -----------------------------------------------------------------
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip on a developer's machine; fail in CI, where a skip would hide the gap."""
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def chromium_executable() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         path = shutil.which(name)
         if path is not None:
             return path
-    unavailable("Chromium not found (Debian: apt-get install chromium)")
+    missing("Chromium is not installed (Debian: apt-get install chromium)")
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     executable = chromium_executable()
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        unavailable("the playwright package is missing: pip install -e '.[test]'")
+    from playwright.async_api import async_playwright  # the `test` extra: never skipped
+
     async with async_playwright() as playwright:
         # The system Chromium: playwright's own browser builds are never downloaded.
         launched = await playwright.chromium.launch(executable_path=executable, headless=True)

@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from walletd import errors
+from walletd.api import demo_page
 from walletd.api.openapi import (
     ADDRESS_PATTERN,
     DEMO_ASSETS,
@@ -92,7 +93,6 @@ def test_every_route_is_documented_and_nothing_else(config, tmp_path):
 
 
 def test_demo_asset_names_are_the_served_ones():
-    demo_page = pytest.importorskip("walletd.api.demo_page")
     assert set(DEMO_ASSETS) == set(demo_page.CONTENT_TYPES) - {"index.html"}
     documented = openapi_document(make_settings())["paths"]["/static/{name}"]["get"]
     media_types = set(documented["responses"]["200"]["content"])

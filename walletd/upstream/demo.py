@@ -20,7 +20,8 @@ from typing import Any
 import base58
 
 from walletd.errors import UnknownEventId
-from walletd.trades.solana import USDC_MINT, WSOL_MINT
+from walletd.trades.solana import SOL_DECIMALS, USDC_MINT, USDT_MINT, WSOL_MINT
+from walletd.upstream.helius.reader import KNOWN_DECIMALS
 from walletd.upstream.source import TxPage
 
 PAGE_SIZE = 100
@@ -197,16 +198,25 @@ def _token_transfer(
 
 
 def _swap(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
-    """A swap in Helius's shape: SOL or USDC against a token, or token for token via SOL."""
+    """A swap in Helius's shape: SOL, USDC or USDT against a token, USDC for USDT or back,
+    or token for token via SOL.
+
+    Every variant draws the same random numbers in the same order, so the shapes only
+    change assets: the transactions, and which of them are trades, stay as documented.
+    """
     me = wallet.address
     pool = _account("pool", rng.randint(0, 40))
     mint, decimals = rng.choice(wallet.mints)
     token_raw = rng.randint(10**decimals // 100, 10**decimals * 5_000_000)
     kind = rng.random()
-    quote, quote_decimals = (USDC_MINT, 6) if kind < 0.15 else (WSOL_MINT, 9)
+    quote = USDC_MINT if kind < 0.09 else USDT_MINT if kind < 0.15 else WSOL_MINT
+    quote_decimals = KNOWN_DECIMALS[quote]
     quote_raw = (
         rng.randint(10**7, 40 * 10**9) if quote == WSOL_MINT else rng.randint(10**6, 5 * 10**9)
     )
+    if kind < 0.03:  # stablecoin for stablecoin: USDT at a price within 0.3 % of USDC
+        mint, decimals = USDT_MINT, KNOWN_DECIMALS[USDT_MINT]
+        token_raw = quote_raw * (10_000 - token_raw % 30) // 10_000
     buying = rng.random() < 0.5
     my_token_account = _account("ata", me, mint)
     my_quote_account = _account("ata", me, quote)
@@ -222,8 +232,8 @@ def _swap(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
         my_quote_account = _account("ata", me, quote)
         route = rng.randint(10**8, 10**10)
         tx["tokenTransfers"] += [
-            _token_transfer(pool, me, pool_quote, my_quote_account, WSOL_MINT, route, 9),
-            _token_transfer(me, pool, my_quote_account, pool_quote, WSOL_MINT, route, 9),
+            _token_transfer(pool, me, pool_quote, my_quote_account, WSOL_MINT, route, SOL_DECIMALS),
+            _token_transfer(me, pool, my_quote_account, pool_quote, WSOL_MINT, route, SOL_DECIMALS),
         ]
     if quote == WSOL_MINT:
         lamports += quote_sign * quote_raw
@@ -231,7 +241,7 @@ def _swap(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
             "account": pool_quote,
             "nativeBalanceChange": -quote_sign * quote_raw,
             "tokenBalanceChanges": [
-                _token_change(pool, pool_quote, quote, -quote_sign * quote_raw, 9)
+                _token_change(pool, pool_quote, quote, -quote_sign * quote_raw, SOL_DECIMALS)
             ],
         }
         tx["nativeTransfers"].append(
