@@ -25,7 +25,7 @@ from walletd.upstream.source import TradeSource
 
 # Real transactions copied from public repositories (data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
-# A demo wallet with a history of 111 transactions (see walletd.trades.demo).
+# A demo wallet with a history of 111 transactions (see walletd.upstream.demo).
 WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"
 
 ServeFn = Callable[..., Awaitable[TestClient[Any, Any]]]

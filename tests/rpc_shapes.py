@@ -23,8 +23,8 @@ from typing import Any
 
 import base58
 
-from walletd.trades.demo import RENT
-from walletd.trades.rpc_reader import DEX_PROGRAMS
+from walletd.upstream.demo import RENT
+from walletd.upstream.rpc.reader import DEX_PROGRAMS
 
 SYSTEM_PROGRAM = base58.b58encode(bytes(32)).decode()  # the all-zero key
 PROGRAM_OF_SOURCE: dict[str, str] = {}

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 CSP = SECURITY_HEADERS["Content-Security-Policy"]
 NOT_FOUND_WALLET = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # README: no history
-# A demo wallet of 600 transactions (walletd.trades.demo.history_size): six upstream
+# A demo wallet of 600 transactions (walletd.upstream.demo.history_size): six upstream
 # pages, so a slow source leaves time to kill the server between two of them.
 MID_WALLET = "5K8gEY3RY57NMj9LKCs7sqgkes1krP5VUJPMoLLPELKd"
 SECRET = "s" * 32

@@ -14,8 +14,8 @@ import base58
 import pytest
 from fake_rpc import FakeRpc, Kind, TokenBucket
 
-from walletd.trades.parse import parse_transaction
-from walletd.trades.rpc_reader import parse_rpc_transaction
+from walletd.upstream.helius.reader import parse_transaction
+from walletd.upstream.rpc.reader import parse_rpc_transaction
 
 WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"
 UNKNOWN = base58.b58encode(bytes(range(64))).decode()

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from walletd.solana import USDC_MINT, WSOL_MINT
-from walletd.trades.rpc_reader import (
+from walletd.trades.solana import USDC_MINT, WSOL_MINT
+from walletd.upstream.rpc.reader import (
     DEX_PROGRAMS,
     MessageError,
     _Reader,

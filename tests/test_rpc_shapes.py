@@ -6,8 +6,8 @@ import pytest
 from fake_helius import synthetic_transactions
 from rpc_shapes import to_rpc
 
-from walletd.trades.parse import parse_transaction
-from walletd.trades.rpc_reader import parse_rpc_transaction
+from walletd.upstream.helius.reader import parse_transaction
+from walletd.upstream.rpc.reader import parse_rpc_transaction
 
 # Demo wallets of several sizes (the one of conftest.WALLET has 111 transactions).
 WALLETS = [

@@ -29,9 +29,9 @@ from typing import Any
 
 import base58
 
-from walletd.solana import WSOL_MINT, is_address, is_signature
 from walletd.trades.ledger import MAX_DECIMALS, BalanceChanges, trade_of
 from walletd.trades.model import Trade
+from walletd.trades.solana import WSOL_MINT, is_address, is_signature
 
 log = logging.getLogger(__name__)
 
