@@ -208,11 +208,6 @@ def test_usdt_for_usdc_amounts_from_balances() -> None:
     assert (out["fee_sol"], out["dex"], out["timestamp"]) == ("0.00000503", "JUPITER", None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="walletd/solana.py USDT_MINT is not the mainnet USDT mint of SPEC §1 and the "
-    "samples, so USDT ranks as an ordinary token",
-)
 def test_usdt_for_usdc_is_a_swap_between_equal_quotes() -> None:
     trade = parse_rpc_transaction(
         load(f"{JOWENCY}/jupiter_route_21.json"), "6VJKr7xymu2VgXQkkShPbuTTCj9UFXx6VmJqvHa33uXQ"
