@@ -121,6 +121,14 @@ async def test_bad_configuration_exits_with_config_status_listing_every_problem(
     assert code == EXIT_CONFIG
 
 
+async def test_serve_refuses_an_upstream_this_build_lacks_instead_of_the_demo():
+    rpc = {"RPC_URL": "https://rpc.example.com/key", "LOG_FORMAT": "json"}
+    code, out, _ = await run_cli("serve", "--host", "127.0.0.1", "--port", "0", env=rpc)
+    assert code == EXIT_CONFIG
+    assert "config_invalid" in out and "UPSTREAM=rpc" in out
+    assert "server_started" not in out
+
+
 def dechunk(body: bytes) -> bytes:
     """The payload of an HTTP/1.1 chunked body; asserts it ends with the last chunk."""
     out, rest = bytearray(), body
