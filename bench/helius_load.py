@@ -287,7 +287,7 @@ def call_figures(entries: list[LogEntry], args: argparse.Namespace) -> dict[str,
         "gap_429_max_ms": gap_before_429_ms(entries, args.shared_rps),
         "other_failed": sum(1 for e in entries if not ok(e) and not is_429(e)),
         "bound_s": bound_s(rpc_ok, tx_ok, args.rps, args.shared_rps),
-        # walletd's one pacer spaces every call, of either endpoint, 1/HELIUS_RPS apart
+        # walletd's one pacer spaces every call, of either endpoint, 1/UPSTREAM_RPS apart
         "walletd_floor_s": (rpc_ok + tx_ok) / (args.helius_rps or args.rps),
     }
 
@@ -340,7 +340,7 @@ def walletd_settings(run: Run, cache_ttl: int) -> dict[str, str]:
         "HELIUS_KEY": KEY,
         "HELIUS_RPC_URL": run.upstream.url,
         "HELIUS_API_URL": run.upstream.url,
-        "HELIUS_RPS": f"{run.args.helius_rps or run.args.rps:g}",
+        "UPSTREAM_RPS": f"{run.args.helius_rps or run.args.rps:g}",
         "CACHE_TTL": str(cache_ttl),
         "LOG_LEVEL": "WARNING",
     }
@@ -496,7 +496,7 @@ def rows_of(run: Run) -> list[Row]:
         row("single", "rate-limit bound (s)", "bound_s")
         ratio = row("single", "total / bound", "total_x_bound")
         ratio.target, ratio.passed = f"<= {TARGET_TOTAL_X:g}", ratio.median <= TARGET_TOTAL_X
-        row("single", "walletd floor: all calls / HELIUS_RPS (s)", "walletd_floor_s")
+        row("single", "walletd floor: all calls / UPSTREAM_RPS (s)", "walletd_floor_s")
         row("single", "signature pages (200)", "rpc_ok")
         row("single", "transaction batches (200)", "tx_ok")
         r429 = row("single", "429s received", "http_429")
@@ -566,9 +566,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--wallet", default=LARGE_WALLET)
     parser.add_argument("--signatures", type=int, default=10_000, help="the wallet's history")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="upstream latency")
-    parser.add_argument("--rps", type=float, default=50.0, help="fake's limit and HELIUS_RPS")
+    parser.add_argument("--rps", type=float, default=50.0, help="fake's limit and UPSTREAM_RPS")
     parser.add_argument(
-        "--helius-rps", type=float, default=None, help="walletd's HELIUS_RPS (default: --rps)"
+        "--helius-rps", type=float, default=None, help="walletd's UPSTREAM_RPS (default: --rps)"
     )
     parser.add_argument("--burst", type=float, default=1.0, help="the fake's bucket size")
     parser.add_argument(
@@ -600,7 +600,7 @@ async def run_all(run: Run) -> None:
             f"fake Helius on {run.upstream.url}: {args.latency_ms:g} ms, {args.rps:g} RPS "
             f"({limit}, burst {args.burst:g}); {args.signatures:,} signatures, {failed} failed: "
             f"walletd needs {pages} pages + {batches} batches; "
-            f"HELIUS_RPS={args.helius_rps or args.rps:g}",
+            f"UPSTREAM_RPS={args.helius_rps or args.rps:g}",
             flush=True,
         )
         await single(run)

@@ -462,7 +462,7 @@ class FakeHelius:
             "HELIUS_KEY": self.api_key,
             "HELIUS_RPC_URL": self.rpc_url(server),
             "HELIUS_API_URL": self.api_url(server),
-            "HELIUS_RPS": "1000",
+            "UPSTREAM_RPS": "1000",
         }
         return {**env, **{name: str(value) for name, value in extra.items()}}
 

@@ -17,15 +17,17 @@ import pytest
 from aiohttp import web
 from clocks import FakeClock
 from conftest import log_messages
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
-from walletd.config import Settings
+from walletd.config import Settings, webhook_secret_key
 from walletd.observability.alerts import MAX_IN_FLIGHT, MIN_STREAMS, AlertMonitor, ErrorRate
-from walletd.observability.webhooks import sign, webhook_key
+from walletd.observability.webhooks import sign
 from walletd.retry import RetryPolicy
 
 WINDOW_S = 300.0
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# The API keys' HMAC secret: receivers must not hold it, so alerts are never signed with it.
+SECRET_KEY = "Kx9vQ2mZ7tRb4WnE8yHc3LpJ6dFg1SaU"
 # Retries in milliseconds: the tests wait on the receiver, not on backoff.
 FAST = RetryPolicy(max_retries=3, deadline_s=10.0, base_s=0.001, cap_s=0.001)
 DRAIN_S = 10.0  # close() grace: long enough for every test delivery to finish
@@ -85,7 +87,8 @@ def make_monitor(monitors: list[AlertMonitor]) -> Callable[..., tuple[AlertMonit
             alert_error_rate=10.0,
             error_rate_window_s=WINDOW_S,
             alert_webhook_url=url,
-            secret_key=secret,
+            alert_webhook_secret=secret,
+            secret_key=SECRET_KEY,
         )
         rate = ErrorRate(WINDOW_S, clock=FakeClock())
         monitor = AlertMonitor(settings, rate, policy=FAST)
@@ -223,21 +226,25 @@ def test_sign_matches_the_published_standard_webhooks_vector() -> None:
     # The vector, checked against the reference library first: a misremembered one fails here.
     when = datetime.fromtimestamp(timestamp, UTC)
     assert Webhook(SECRET).sign(msg_id, when, body.decode()) == expected
-    assert sign(webhook_key(SECRET), msg_id, timestamp, body) == expected
+    assert sign(webhook_secret_key(SECRET), msg_id, timestamp, body) == expected
 
 
-def test_webhook_key_decodes_whsec_and_takes_other_secrets_as_utf8() -> None:
-    assert webhook_key(SECRET) == base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-    assert webhook_key("plain-sécret") == "plain-sécret".encode()
+def test_webhook_secret_key_decodes_whsec_and_refuses_anything_else() -> None:
+    assert webhook_secret_key(SECRET) == base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    assert Settings(alert_webhook_secret=SECRET).alert_webhook_key == webhook_secret_key(SECRET)
+    with pytest.raises(ValueError, match="whsec_"):
+        webhook_secret_key("a plain secret, not whsec_")
     with pytest.raises(ValueError, match="base64"):
-        webhook_key("whsec_not base64!")
-    with pytest.raises(ValueError):
-        webhook_key("whsec_")
+        webhook_secret_key("whsec_not base64!")
+    with pytest.raises(ValueError, match="16 bytes"):
+        webhook_secret_key("whsec_" + base64.b64encode(b"k" * 16).decode())
+    with pytest.raises(ValueError, match="0 bytes"):
+        webhook_secret_key("whsec_")
 
 
-def test_webhook_url_without_secret_key_is_refused() -> None:
-    settings = Settings(alert_webhook_url="http://127.0.0.1:9/hook", secret_key=None)
-    with pytest.raises(ValueError, match="SECRET_KEY"):
+def test_webhook_url_without_its_secret_is_refused_even_with_a_secret_key() -> None:
+    settings = Settings(alert_webhook_url="http://127.0.0.1:9/hook", secret_key=SECRET_KEY)
+    with pytest.raises(ValueError, match="ALERT_WEBHOOK_SECRET"):
         AlertMonitor(settings, ErrorRate(WINDOW_S))
 
 
@@ -281,16 +288,19 @@ async def test_webhook_alert_and_recovery_arrive_signed_and_verifiable(
     assert len(logged("alert_webhook_delivered")) == 2
 
 
-async def test_webhook_with_plain_secret_is_signed_with_its_utf8_bytes(monitor_for: Any) -> None:
+async def test_webhook_is_signed_with_its_own_secret_never_secret_key(monitor_for: Any) -> None:
     receiver = Receiver()
-    secret = "a plain SECRET_KEY, not whsec_"
-    monitor, rate = await monitor_for(receiver, secret=secret)
+    other = "whsec_" + base64.b64encode(b"another receiver's key!!").decode()
+    monitor, rate = await monitor_for(receiver, secret=other)
     finish(rate, errored=MIN_STREAMS)
     monitor.check()
     await asyncio.wait_for(receiver.delivered.wait(), 10)
     [(headers, body)] = receiver.requests
-    assert Webhook(secret.encode()).verify(body, headers)["type"] == "walletd.error_rate.alert"
-    assert verify_by_hand(secret.encode(), headers, body)
+    assert Webhook(other).verify(body, headers)["type"] == "walletd.error_rate.alert"
+    for wrong in (SECRET_KEY.encode(), SECRET):  # SECRET_KEY's bytes, another whsec_ secret
+        with pytest.raises(WebhookVerificationError):
+            Webhook(wrong).verify(body, headers)
+        assert not verify_by_hand(webhook_secret_key(SECRET), headers, body)
 
 
 @pytest.mark.parametrize("failures", [[503, 503], [429, 500]])

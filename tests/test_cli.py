@@ -14,6 +14,7 @@ from sse_client import parse, read_events
 from walletd_process import serve_args, until_stalled, walletd
 
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
+from walletd.config import TABLE
 from walletd.upstream.demo import LARGE_DEMO_WALLET
 
 
@@ -68,14 +69,48 @@ async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_check_config_prints_settings_with_secrets_masked():
-    code, out, _ = await run_cli(
-        "check-config", env={"HELIUS_KEY": "hk-very-secret", "PORT": "9001"}
-    )
+SECRETS = {
+    "HELIUS_KEY": "hk-very-secret",
+    "REDIS_URL": "redis://:redis-very-secret@127.0.0.1:6379/0",
+    "RPC_URL": "https://rpc.example.com/rpc-very-secret",
+    "ALERT_WEBHOOK_URL": "https://hooks.example.com/hook-very-secret",
+    "ALERT_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
+
+
+async def test_check_config_prints_env_lines_with_secrets_masked():
+    code, out, _ = await run_cli("check-config", env={**SECRETS, "PORT": "9001"})
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.partition("=")[0] for line in lines] == sorted(spec.env for spec in TABLE)
+    for expected in (
+        "PORT=9001",
+        "HELIUS_KEY=***",
+        "ALERT_WEBHOOK_SECRET=***",
+        "REDIS_URL=redis://:***@127.0.0.1:6379/0",
+        "RPC_URL=https://rpc.example.com/***",
+        "ALERT_WEBHOOK_URL=https://hooks.example.com/***",
+        "SSE_BATCH_SIZE=100",
+        "UPSTREAM=helius",
+    ):
+        assert expected in lines
+    assert "very-secret" not in out and "MfKQ9r8" not in out
+
+
+async def test_check_config_json_is_keyed_by_env_names():
+    code, out, _ = await run_cli("check-config", "--json", env={**SECRETS, "PORT": "9001"})
     assert code == 0
     printed = json.loads(out)
-    assert printed["port"] == 9001 and printed["helius_key"] == "***"
-    assert "hk-very-secret" not in out
+    assert list(printed) == sorted(spec.env for spec in TABLE)
+    assert printed["PORT"] == 9001 and printed["HELIUS_KEY"] == "***"
+    assert printed["FEATURE_DEMO_PAGE"] is True and printed["METRICS_PORT"] is None
+    assert "very-secret" not in out and "MfKQ9r8" not in out
+
+
+async def test_check_config_warns_about_deprecated_names_on_stderr():
+    code, out, err = await run_cli("check-config", env={"HELIUS_RPS": "5"})
+    assert code == 0 and "UPSTREAM_RPS=5" in out.splitlines()
+    assert "HELIUS_RPS is deprecated" in err
 
 
 async def test_bad_configuration_exits_with_config_status_listing_every_problem():
@@ -84,6 +119,14 @@ async def test_bad_configuration_exits_with_config_status_listing_every_problem(
     assert "PORT" in err and "SSE_BATCH_SIZE" in err
     code, _, _ = await run_cli("serve", env={"PORT": "x"})
     assert code == EXIT_CONFIG
+
+
+async def test_serve_refuses_an_upstream_this_build_lacks_instead_of_the_demo():
+    rpc = {"RPC_URL": "https://rpc.example.com/key", "LOG_FORMAT": "json"}
+    code, out, _ = await run_cli("serve", "--host", "127.0.0.1", "--port", "0", env=rpc)
+    assert code == EXIT_CONFIG
+    assert "config_invalid" in out and "UPSTREAM=rpc" in out
+    assert "server_started" not in out
 
 
 def dechunk(body: bytes) -> bytes:

@@ -25,7 +25,7 @@ BIG = LARGE_DEMO_WALLET
 async def fake(aiohttp_server):
     fake = FakeHelius(synthetic={WALLET: None, BIG: 2500})
     server = await aiohttp_server(fake.app())
-    fake.env = fake.walletd_env(server, HELIUS_TIMEOUT=5)  # type: ignore[attr-defined]
+    fake.env = fake.walletd_env(server, UPSTREAM_TIMEOUT=5)  # type: ignore[attr-defined]
     return fake
 
 
@@ -97,7 +97,7 @@ async def test_retry_after_is_honoured(serve, fake):
 async def test_a_429_slows_the_pacer_down_then_it_recovers(serve, fake):
     """After a refusal the endpoint's starts are spaced at half the rate."""
     fake.faults.transactions.inject("status", times=1, skip=4, status=429, retry_after=0.1)
-    client = await serve(**{**fake.env, "HELIUS_RPS": "20"})  # 55 ms apart at full speed
+    client = await serve(**{**fake.env, "UPSTREAM_RPS": "20"})  # 55 ms apart at full speed
     stream = parse(await (await client.get(STREAM.format(BIG))).read())
     assert stream.trades == await demo_trades(BIG, 2500)
     calls = fake.calls("transactions")
@@ -151,7 +151,7 @@ async def test_rejected_key_is_a_fetch_error_without_retries(serve, fake):
 
 async def test_upstream_down_gives_fetch_errors_then_the_circuit_opens(serve, fake):
     fake.faults.rpc.inject("status", times=None, status=503)
-    client = await serve(**fake.env, HELIUS_MAX_RETRIES=1, CACHE_TTL=0)
+    client = await serve(**fake.env, UPSTREAM_MAX_RETRIES=1, CACHE_TTL=0)
     for _ in range(3):
         stream = parse(await (await client.get(STREAM.format(WALLET))).read())
         assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
@@ -172,7 +172,7 @@ async def open_circuit(serve, fake, clock):
     """A walletd whose circuit the failing upstream has opened."""
     fake.faults.rpc.inject("status", times=None, status=503)
     breaker = CircuitBreaker(clock=clock)
-    client = await serve(**fake.env, HELIUS_MAX_RETRIES=0, CACHE_TTL=0, breaker=breaker)
+    client = await serve(**fake.env, UPSTREAM_MAX_RETRIES=0, CACHE_TTL=0, breaker=breaker)
     for _ in range(3):
         stream = parse(await (await client.get(STREAM.format(WALLET))).read())
         assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
@@ -251,7 +251,7 @@ async def test_resume_continues_exactly_after_the_cursor(serve, fake):
 
 async def test_a_hung_request_times_out_and_is_retried(serve, fake):
     fake.faults.transactions.inject("hang", times=1)
-    client = await serve(**{**fake.env, "HELIUS_TIMEOUT": "0.5"})
+    client = await serve(**{**fake.env, "UPSTREAM_TIMEOUT": "0.5"})
     started = time.monotonic()
     stream = parse(await (await client.get(STREAM.format(WALLET))).read())
     assert stream.events[-1].name == "complete"
@@ -261,8 +261,8 @@ async def test_a_hung_request_times_out_and_is_retried(serve, fake):
 
 async def test_a_persistent_hang_ends_in_a_fetch_error_within_the_deadline(serve, fake):
     fake.faults.rpc.inject("hang", times=None)
-    env = {**fake.env, "HELIUS_TIMEOUT": "0.3", "HELIUS_MAX_RETRIES": "2"}
-    client = await serve(**env, HELIUS_RETRY_DEADLINE=5)
+    env = {**fake.env, "UPSTREAM_TIMEOUT": "0.3", "UPSTREAM_MAX_RETRIES": "2"}
+    client = await serve(**env, UPSTREAM_RETRY_DEADLINE=5)
     started = time.monotonic()
     stream = parse(await (await client.get(STREAM.format(WALLET))).read())
     assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"

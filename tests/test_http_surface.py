@@ -11,7 +11,7 @@ STREAM = f"/v4/wallet/{WALLET}/stream"
 APP = "https://app.example.com"
 PRODUCTION = {
     "ENV": "production",
-    "SECRET_KEY": "h" * 32,
+    "SECRET_KEY": "hV3qL8zT1xN6mR4wK9bC2yF7gJ5sD0pA",
     "ALLOWED_ORIGINS": APP,
     "HELIUS_KEY": "unused-here",
     "HELIUS_RPC_URL": "http://127.0.0.1:9",

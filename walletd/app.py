@@ -33,7 +33,7 @@ from walletd.appkeys import (
 )
 from walletd.auth.keys import open_keystore
 from walletd.auth.middleware import admission, limits_lifetime, rate_limit_headers
-from walletd.config import Settings
+from walletd.config import ConfigError, Settings
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
 from walletd.limits import Limits
@@ -128,10 +128,14 @@ def create_app(
 
 
 def _select_source(settings: Settings, metrics: Metrics, breaker: CircuitBreaker) -> TradeSource:
-    """Helius when HELIUS_KEY is set, else the embedded demo source."""
-    if settings.helius_key:
+    """The source UPSTREAM names (SPEC §4). Raises ConfigError for one this build lacks."""
+    if settings.upstream == "helius":
         client = HeliusClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
         return HeliusSource(client)
+    if settings.upstream == "rpc":
+        # TODO(rpc source): the Solana JSON-RPC adapter plugs in here; until then refuse
+        # rather than serve demo trades to someone who asked for real ones.
+        raise ConfigError(["UPSTREAM=rpc: this build has no RPC source yet"])
     return DemoSource(latency_s=settings.demo_latency_ms / 1000)
 
 

@@ -41,9 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"walletd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", help="listen address (default: HOST, or 0.0.0.0)")
+    serve.add_argument("--host", help="listen address (default: HOST, or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: PORT, or 8080)")
-    commands.add_parser("check-config", help="print effective settings, secrets masked")
+    check = commands.add_parser(
+        "check-config", help="print the effective settings as NAME=value, secrets masked"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object keyed by NAME")
     keys_cli.add_parser(commands)
     stream_cli.add_parser(commands)
     return parser
@@ -61,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"walletd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
-        print(json.dumps(settings.masked(), indent=2, sort_keys=True))
+        if args.json:
+            print(json.dumps(settings.masked_env(), indent=2))
+        else:
+            print("\n".join(settings.env_lines()))
         for warning in settings.warnings():
             print(f"walletd: warning: {warning}", file=sys.stderr)
         return 0
@@ -72,11 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
-    for warning in settings.warnings():
+    host = host or settings.host
+    for warning in settings.warnings(host=host):
         log.warning("config_warning", extra={"warning": warning})
     init_sentry(settings)
-    app = create_app(settings)
-    host = host or settings.host
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        log.critical("config_invalid", extra={"error": str(exc)})
+        return EXIT_CONFIG
     port = settings.port if port is None else port
     try:
         asyncio.run(_serve(app, host, port, settings))

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from walletd.config import Settings
-from walletd.observability.webhooks import sign, webhook_key
+from walletd.observability.webhooks import sign
 from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 
 logger = logging.getLogger("walletd.alerts")
@@ -98,7 +98,7 @@ class AlertMonitor:
         clock: Callable[[], float] = time.time,
         policy: RetryPolicy | None = None,
     ) -> None:
-        """Raises ValueError when ALERT_WEBHOOK_URL is set without a usable SECRET_KEY:
+        """Raises ValueError when ALERT_WEBHOOK_URL is set without ALERT_WEBHOOK_SECRET:
         an unsigned alert is not one receivers may trust."""
         self._settings = settings
         self._rate = rate
@@ -110,11 +110,10 @@ class AlertMonitor:
         self._alerting = False
         self._closed = False
         self._url = settings.alert_webhook_url
-        self._key = b""
-        if self._url is not None:
-            if not settings.secret_key:
-                raise ValueError("ALERT_WEBHOOK_URL: needs SECRET_KEY to sign alerts")
-            self._key = webhook_key(settings.secret_key)
+        # Its own secret, never SECRET_KEY: receivers hold this one (SPEC §7).
+        self._key = settings.alert_webhook_key or b""
+        if self._url is not None and not self._key:
+            raise ValueError("ALERT_WEBHOOK_URL: needs ALERT_WEBHOOK_SECRET to sign alerts")
 
     @property
     def alerting(self) -> bool:

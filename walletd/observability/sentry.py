@@ -29,6 +29,7 @@ _SECRET_NAMES = frozenset(
         "set_cookie",
         "secret_key",
         "helius_key",
+        "alert_webhook_secret",
         "http.query",  # outgoing requests' query strings: Helius's api-key, webhook tokens
     }
 )

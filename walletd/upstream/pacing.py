@@ -1,4 +1,4 @@
-"""Client-side pacing of upstream calls: at most `rps` starts per second (HELIUS_RPS).
+"""Client-side pacing of upstream calls: at most `rps` starts per second (UPSTREAM_RPS).
 
 Callers take turns; each starts at least one interval after the previous caller really
 started, measured when it wakes, not when it asked: after an event-loop stall, sleepers

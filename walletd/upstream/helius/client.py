@@ -55,19 +55,20 @@ class HeliusClient:
         self._params = {"api-key": settings.helius_key}
         self._rpc_url = settings.helius_rpc_url + "/"
         self._transactions_url = settings.helius_api_url + "/v0/transactions"
-        self._timeout = aiohttp.ClientTimeout(total=settings.helius_timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_s)
         self._breaker = breaker
         # One pacer per endpoint: Helius meters RPC and the Enhanced API separately.
         self._pacers = (
             dict(pacers)
             if pacers is not None
             else {
-                endpoint: Pacer(settings.helius_rps) for endpoint in ("signatures", "transactions")
+                endpoint: Pacer(settings.upstream_rps)
+                for endpoint in ("signatures", "transactions")
             }
         )
-        self._slots = asyncio.Semaphore(settings.helius_concurrency)
+        self._slots = asyncio.Semaphore(settings.upstream_concurrency)
         self._policy = policy or RetryPolicy(
-            max_retries=settings.helius_max_retries, deadline_s=settings.helius_retry_deadline_s
+            max_retries=settings.upstream_max_retries, deadline_s=settings.upstream_retry_deadline_s
         )
         self._rpc_id = 0
         self._waiting = 0
