@@ -10,6 +10,7 @@ import pytest
 from conftest import WALLET
 from fakes import ListSource, demo_pages
 from sse_client import read_events
+from waiting import eventually
 
 from walletd.appkeys import KEYSTORE, STREAMS
 from walletd.auth.keys import KeyStore
@@ -105,11 +106,12 @@ async def test_a_key_created_by_another_process_works_without_a_restart(serve, k
     other = open_keystore(Settings.from_env(keyed))  # the `walletd keys` command
     key, _ = await other.create("later", ["stream"], None)
     await other.close()
-    deadline = time.monotonic() + 5
-    while (resp := await client.get(STREAM, headers={"X-API-Key": key})).status != 200:
-        assert time.monotonic() < deadline, "the new key was never picked up"
-        await asyncio.sleep(0.1)
-    await resp.read()
+
+    async def accepted() -> bool:
+        async with client.get(STREAM, headers={"X-API-Key": key}) as resp:
+            return resp.status == 200
+
+    await eventually(accepted, within_s=5, every_s=0.1, what="the new key picked up")
 
 
 async def test_the_window_refuses_the_51st_request_with_an_exact_retry_after(serve, keyed):
@@ -160,10 +162,7 @@ async def test_the_11th_stream_is_refused_and_a_disconnect_frees_a_slot(serve, k
     assert int(refused.headers["Retry-After"]) >= 1
     streams.pop().close()  # a client leaves
     registry = client.server.app[STREAMS]
-    deadline = time.monotonic() + 5
-    while len(registry) > 9:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(registry) <= 9, within_s=5, what="the slot freed")
     again = await client.get(STREAM, headers=headers)
     assert again.status == 200
     again.close()

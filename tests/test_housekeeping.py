@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 
 import aiohttp
 import psutil
@@ -14,19 +13,12 @@ import pytest
 from conftest import WALLET
 from fakes import ListSource, demo_pages
 from sse_client import read_events
+from waiting import eventually
 
 from walletd.appkeys import HISTORY, METRICS, STREAMS
 from walletd.upstream.demo import LARGE_DEMO_WALLET
 
 STREAM = "/v4/wallet/{}/stream"
-
-
-async def until(check, within_s: float = 10.0) -> None:
-    """Wait for a condition the server reaches by itself (bounded)."""
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, "condition never reached"
-        await asyncio.sleep(0.02)
 
 
 async def open_unread_stream(port: int, path: str) -> socket.socket:
@@ -52,10 +44,10 @@ async def test_a_client_that_stops_reading_is_reaped_and_its_slot_freed(serve):
     await (await client.get(STREAM.format(LARGE_DEMO_WALLET), params={"limit": 1})).read()
     sock = await open_unread_stream(client.port, STREAM.format(LARGE_DEMO_WALLET))
     try:
-        await until(lambda: len(app[STREAMS]) == 1)
+        await eventually(lambda: len(app[STREAMS]) == 1)
         refused = await client.get(STREAM.format(WALLET))
         assert refused.status == 429  # the stuck stream holds the only slot
-        await until(lambda: len(app[STREAMS]) == 0)
+        await eventually(lambda: len(app[STREAMS]) == 0)
         assert reaped(app) == 1
         again = await client.get(STREAM.format(WALLET))
         assert again.status == 200  # the slot is free again
@@ -72,7 +64,7 @@ async def test_a_stream_with_nothing_to_write_is_reaped(serve):
     assert [e.name for e in await read_events(resp, 3)] == ["connected", "progress", "trades"]
     with pytest.raises(aiohttp.ClientPayloadError):  # cut: no event for a client lost
         await resp.read()
-    await until(lambda: reaped(client.server.app) == 1)
+    await eventually(lambda: reaped(client.server.app) == 1)
     assert len(client.server.app[STREAMS]) == 0
 
 
@@ -90,7 +82,7 @@ async def test_streams_that_write_are_never_reaped(serve):
 async def test_the_sampler_publishes_sane_process_figures(serve):
     client = await serve(SYSTEM_METRICS_INTERVAL=0.1)
     metrics = client.server.app[METRICS]
-    await until(lambda: metrics.rss_bytes._value.get() > 0)
+    await eventually(lambda: metrics.rss_bytes._value.get() > 0)
     me = psutil.Process()
     rss = metrics.rss_bytes._value.get()
     assert 0.5 * me.memory_info().rss < rss < 2 * me.memory_info().rss  # the same process
@@ -112,7 +104,7 @@ async def test_a_failing_job_is_logged_and_the_others_go_on(serve, caplog, monke
     caplog.set_level(logging.ERROR, "walletd.ops.housekeeping")
     resp = await client.get(STREAM.format(WALLET))
     await read_events(resp, 3)
-    await until(lambda: reaped(app) == 1)  # the reaper ran on, tick after tick
+    await eventually(lambda: reaped(app) == 1)  # the reaper ran on, tick after tick
     failures = [r for r in caplog.records if r.getMessage() == "housekeeping_failed"]
     assert failures and all(r.__dict__["job"] == "sweep_history" for r in failures)
     resp.close()

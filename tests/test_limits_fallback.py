@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 from conftest import StartLimits, log_messages
 from redis_server import RedisServer
+from waiting import eventually
 
 from walletd.errors import TooManyStreams
 from walletd.limits import Limits
@@ -35,10 +35,8 @@ def events(caplog: pytest.LogCaptureFixture) -> Callable[[str], list[logging.Log
 
 async def recovered(limits: Limits, timeout_s: float = 5.0) -> None:
     """Wait for the probe to see Redis again (it pings on a real timer)."""
-    async with asyncio.timeout(timeout_s):
-        # Polled: the facade has no recovery event to offer, and needs none in production.
-        while limits.degraded:  # noqa: ASYNC110
-            await asyncio.sleep(PROBE_S / 2)
+    # Polled: the facade has no recovery event to offer, and needs none in production.
+    await eventually(lambda: not limits.degraded, within_s=timeout_s, every_s=PROBE_S / 2)
 
 
 async def zcard(url: str, key: str) -> int:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import time
 
 import pytest
 import redis.asyncio as redis
 from conftest import StartLimits
+from waiting import eventually
 
 from walletd.errors import TooManyStreams
 
@@ -26,9 +25,12 @@ async def redis_now(client: redis.Redis) -> float:
 
 async def until_redis_time(client: redis.Redis, deadline: float) -> None:
     """Wait until Redis TIME reaches `deadline` (leases and windows run on Redis time)."""
+
     # Polled: only real time moves Redis TIME, so there is no event to wait on.
-    while (now := await redis_now(client)) < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(min(0.05, deadline - now))
+    async def reached() -> bool:
+        return await redis_now(client) >= deadline
+
+    await eventually(reached, every_s=0.05, what="Redis TIME at the deadline")
 
 
 async def test_redis_hit_counts_in_redis_and_refuses_over_the_limit(
@@ -133,14 +135,14 @@ async def test_a_vanished_process_frees_its_slots_within_the_ttl(make_limits, re
     with pytest.raises(TooManyStreams):
         await other.acquire_stream("key:a", "s2")
 
-    deadline = time.monotonic() + 5
-    while True:
+    async def acquired() -> bool:
         try:
             await other.acquire_stream("key:a", "s2")
-            break
         except TooManyStreams:
-            assert time.monotonic() < deadline, "the lease never lapsed"
-            await asyncio.sleep(0.05)
+            return False
+        return True
+
+    await eventually(acquired, within_s=5, every_s=0.05, what="the lease lapsed")
     assert await redis_now(redis_client) - gone_at <= 1.0 + 0.5  # the TTL, plus this loop's step
 
 
