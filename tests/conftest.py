@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -56,9 +57,13 @@ def serve(aiohttp_server: Any, aiohttp_client: Any) -> ServeFn:
     """Start walletd on a real socket: `client = await serve(SSE_BATCH_SIZE=7, source=...)`."""
 
     async def start(
-        source: TradeSource | None = None, breaker: CircuitBreaker | None = None, **env: Any
+        source: TradeSource | None = None,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **env: Any,
     ) -> TestClient[Any, Any]:
-        app = create_app(make_settings(**{**UNLIMITED, **env}), source=source, breaker=breaker)
+        settings = make_settings(**{**UNLIMITED, **env})
+        app = create_app(settings, source=source, breaker=breaker, clock=clock)
         server = await aiohttp_server(app, access_log_class=AccessLogger)
         client: TestClient[Any, Any] = await aiohttp_client(server)
         return client

@@ -7,6 +7,7 @@ import logging
 import time
 
 import pytest
+from clocks import FakeClock
 from conftest import WALLET
 from fakes import ListSource, demo_pages
 from sse_client import read_events
@@ -139,13 +140,19 @@ async def test_the_window_refuses_the_51st_request_with_an_exact_retry_after(ser
 
 
 async def test_a_refused_caller_is_allowed_again_after_retry_after(serve, keyed):
-    client = await serve(**keyed, RATE_LIMIT_REQUESTS=2, RATE_LIMIT_WINDOW=1)
+    clock = FakeClock()
+    client = await serve(**keyed, clock=clock, RATE_LIMIT_REQUESTS=2, RATE_LIMIT_WINDOW=30)
     headers = {"X-API-Key": await new_key(client)}
     for _ in range(2):
         assert (await client.get(STREAM, headers=headers, params={"limit": "x"})).status == 400
+    clock.advance(10)
     refused = await client.get(STREAM, headers=headers)
     assert refused.status == 429
-    await asyncio.sleep(int(refused.headers["Retry-After"]))  # what the client is told to do
+    retry_after = int(refused.headers["Retry-After"])
+    assert retry_after == 20  # the oldest request leaves the window then
+    clock.advance(retry_after - 1)
+    assert (await client.get(STREAM, headers=headers)).status == 429  # not a second early
+    clock.advance(1)  # what the client is told to wait
     assert (await client.get(STREAM, headers=headers, params={"limit": "x"})).status == 400
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -63,9 +64,11 @@ def create_app(
     *,
     source: TradeSource | None = None,
     breaker: CircuitBreaker | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
-    """The walletd application. `source` overrides the one the settings select, and
-    `breaker` the upstream circuit breaker (tests: its clock)."""
+    """The walletd application. `source` overrides the one the settings select,
+    `breaker` the upstream circuit breaker, and `clock` the monotonic clock of the
+    request windows and stream caps (tests move it instead of sleeping)."""
     app = web.Application(
         middlewares=[
             boundary,  # request id, log context, every error rendered once, HTTP metrics
@@ -77,7 +80,7 @@ def create_app(
     app[FLAGS] = FeatureFlags(settings)
     app[LIFECYCLE] = Lifecycle()
     app[STREAMS] = streams = StreamRegistry()
-    app[LIMITS] = Limits(settings)
+    app[LIMITS] = Limits(settings, clock=clock)
     if settings.api_key_required:
         app[KEYSTORE] = open_keystore(settings)
     app.cleanup_ctx.append(limits_lifetime)
