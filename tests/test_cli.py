@@ -9,6 +9,7 @@ import socket
 from datetime import datetime, timedelta
 
 import aiohttp
+import pytest
 from conftest import WALLET
 from sse_client import parse, read_events
 from walletd_process import serve_args, until_stalled, walletd
@@ -28,6 +29,18 @@ async def test_serve_streams_the_demo_wallet(server_factory):
     assert events[0].name == "connected" and events[-1].name == "complete"
     server.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "loop"), [({}, "uvloop"), ({"WALLETD_LOOP": "asyncio"}, "asyncio")]
+)
+async def test_serve_runs_on_uvloop_unless_told_otherwise(server_factory, env, loop):
+    server = await server_factory(**env)
+    started = next(r for r in server.logs if r["message"] == "server_started")
+    assert started["loop"] == loop
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/v4/wallet/{WALLET}/stream") as resp:
+            assert (await read_events(resp))[-1].name == "complete"
 
 
 async def test_sigterm_drains_open_streams_with_server_shutdown(server_factory):

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -89,11 +89,22 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         return EXIT_CONFIG
     port = settings.port if port is None else port
     try:
-        asyncio.run(_serve(app, host, port, settings))
+        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+            runner.run(_serve(app, host, port, settings))
     except OSError as exc:
         log.critical("bind_failed", extra={"host": host, "port": port, "error": str(exc)})
         return EXIT_UNAVAILABLE
     return 0
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop (the default on Linux: less CPU per request and per write, bench/README.md)
+    or the stdlib loop (WALLETD_LOOP=asyncio), the escape hatch if uvloop misbehaves."""
+    if name == "uvloop":
+        import uvloop  # a Linux-only dependency: imported only when chosen
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 def _first_then_at_once(stop: asyncio.Event, signum: int) -> None:
@@ -149,7 +160,14 @@ async def _serve(app: web.Application, host: str, port: int, settings: Settings)
         gc.collect()
         gc.freeze()
         bound = [f"{a[0]}:{a[1]}" for a in runner.addresses]
-        log.info("server_started", extra={"listen": bound, "version": __version__})
+        log.info(
+            "server_started",
+            extra={
+                "listen": bound,
+                "version": __version__,
+                "loop": type(loop).__module__.partition(".")[0],
+            },
+        )
         sdnotify.notify("READY=1", f"STATUS=serving on {', '.join(bound)}")
         await stop.wait()
         sdnotify.notify("STOPPING=1", "STATUS=draining")

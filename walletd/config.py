@@ -8,6 +8,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -17,6 +18,9 @@ T = TypeVar("T")
 
 ENVIRONMENTS = ("development", "production", "test")
 LOG_FORMATS = ("json", "text")
+EVENT_LOOPS = ("uvloop", "asyncio")
+# uvloop is a dependency on Linux only (setup.cfg); elsewhere the stdlib loop is the default.
+DEFAULT_EVENT_LOOP = "uvloop" if sys.platform == "linux" else "asyncio"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 KEYSTORES = ("file", "redis")
 UPSTREAMS = ("helius", "rpc", "demo")
@@ -153,6 +157,7 @@ class Settings:
     port: int = setting("PORT", 8080, "int", lo=0, hi=65535)
     log_level: str = setting("LOG_LEVEL", "INFO", "choice", choices=LOG_LEVELS)
     log_format: str = setting("LOG_FORMAT", "json", "choice", choices=LOG_FORMATS)
+    event_loop: str = setting("WALLETD_LOOP", DEFAULT_EVENT_LOOP, "choice", choices=EVENT_LOOPS)
     # Stream protocol (SPEC §1, §5)
     sse_retry_ms: int = setting("SSE_RETRY_MS", 3000, "int", lo=0, hi=3_600_000)
     sse_batch_size: int = setting("SSE_BATCH_SIZE", 100, "int", lo=1, hi=1000)
