@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from walletd.stream.events import Summary
 from walletd.trades.model import Trade, format_units
 from walletd.trades.solana import SOL_DECIMALS, WSOL_MINT
 
@@ -58,7 +57,8 @@ class TradeSummary:
             self.last_at = other.last_at
         self.volume_lamports += other.volume_lamports
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Summary:
+        """The `summary` object of `complete` (SPEC §1)."""
         return {
             "unique_tokens": len(self.mints),
             "buys": self.actions["buy"],
