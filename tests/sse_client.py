@@ -1,19 +1,22 @@
-"""A strict parser of walletd's SSE output, and helpers to read streams in tests.
+"""Helpers to read walletd streams in tests, parsing through walletd's own SSE codec.
 
-Strict means: only the fields walletd writes (`retry`, `id`, `event`, `data`), exactly
-one `data:` line of JSON per event, `id:` only on `trades`, LF line endings, and a
-final blank line. Anything else fails the test that reads it.
+Parsing is `walletd.stream.sse.Parser(strict=True)`: only the fields walletd writes,
+exactly one `data:` line of a JSON object per event, LF line endings, a final blank
+line. On top, the protocol's own rules: known event names only, `id:` only on
+`trades`, `retry` once, first. Anything else fails the test that reads it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-EVENT_NAMES = {"connected", "progress", "trades", "heartbeat", "complete", "error"}
+from walletd.stream import sse
+from walletd.stream.events import EVENT_TYPES
+
+EVENT_NAMES = set(EVENT_TYPES)
 
 
 @dataclass
@@ -40,63 +43,30 @@ class Stream:
         return [e.name for e in self.events]
 
 
-def parse_block(block: str) -> tuple[int | None, Event | None]:
-    """One event block (without its terminating blank line) -> (retry, event)."""
-    retry, name, data, event_id = None, None, None, None
-    for line in block.split("\n"):
-        assert "\r" not in line, f"CR in SSE line {line!r}"
-        field, sep, value = line.partition(": ")
-        assert sep, f"malformed SSE line {line!r}"
-        if field == "retry":
-            assert retry is None and value.isdigit(), line
-            retry = int(value)
-        elif field == "event":
-            assert name is None and value in EVENT_NAMES, line
-            name = value
-        elif field == "data":
-            assert data is None, f"more than one data line in {block!r}"
-            data = json.loads(value)
-            assert isinstance(data, dict), line
-        elif field == "id":
-            assert event_id is None and value, line
-            event_id = value
-        else:
-            raise AssertionError(f"unexpected SSE field {field!r}")
-    if name is None:
-        assert data is None and event_id is None and retry is not None, block
-        return retry, None
-    assert data is not None, f"event {name} without data"
-    assert (event_id is not None) == (name == "trades"), f"id on {name}: {event_id}"
-    return retry, Event(name, data, event_id)
+def checked(event: sse.Event) -> Event:
+    """A parsed event, held to walletd's protocol (SPEC §1)."""
+    assert event.name in EVENT_NAMES, f"unknown event {event.name!r}"
+    assert (event.id is not None) == (event.name == "trades"), f"id on {event.name}: {event.id}"
+    assert event.id != "", "empty id"
+    return Event(event.name, event.json(), event.id)
 
 
 def parse(body: bytes) -> Stream:
     """A whole stream body -> Stream. The body must end with a complete event."""
-    text = body.decode("utf-8")
-    assert text.endswith("\n\n") or text == "", f"stream ends mid-event: {text[-80:]!r}"
-    retry, events = None, []
-    for block in text[:-2].split("\n\n") if text else []:
-        block_retry, event = parse_block(block)
-        if block_retry is not None:
-            assert retry is None and not events, "retry must open the stream, once"
-            retry = block_retry
-        if event is not None:
-            events.append(event)
-    return Stream(retry, events)
+    parser = sse.Parser(strict=True)
+    events = [checked(event) for event in parser.feed(body)]
+    parser.close()
+    return Stream(parser.retry_ms, events)
 
 
 async def read_events(resp: aiohttp.ClientResponse, count: int | None = None) -> list[Event]:
     """Read events off a live response as they arrive; stop after `count` events."""
+    parser = sse.Parser(strict=True)
     events: list[Event] = []
-    buffer = b""
     async for chunk in resp.content.iter_any():
-        buffer += chunk
-        while b"\n\n" in buffer:
-            block, buffer = buffer.split(b"\n\n", 1)
-            _, event = parse_block(block.decode())
-            if event is not None:
-                events.append(event)
-                if count is not None and len(events) >= count:
-                    return events
-    assert buffer == b"", f"stream ended mid-event: {buffer[-80:]!r}"
+        for event in parser.feed(chunk):
+            events.append(checked(event))
+            if count is not None and len(events) >= count:
+                return events
+    parser.close()
     return events

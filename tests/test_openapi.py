@@ -14,6 +14,7 @@ from typing import Any
 
 import base58
 import hypothesis
+import jsonschema
 import openapi_spec_validator
 import pytest
 import schemathesis
@@ -29,19 +30,17 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sse_client import parse
 
-from walletd import errors
 from walletd.api import demo_page
-from walletd.api.openapi import (
-    ADDRESS_PATTERN,
-    DEMO_ASSETS,
-    ERROR_CODES,
-    HTTP_ERRORS,
-    openapi_document,
-)
+from walletd.api.jsonschema import SchemaBuilder
+from walletd.api.openapi import DEMO_ASSETS, openapi_document
 from walletd.app import create_app
 from walletd.appkeys import KEYSTORE, LIFECYCLE, SETTINGS
+from walletd.errors import ERROR_CODES, HTTP_ERRORS
 from walletd.ops.lifecycle import Phase
+from walletd.stream import events
+from walletd.stream.events import ADDRESS_PATTERN
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, signature_at
 
 SECRET = "o" * 32
@@ -105,28 +104,69 @@ def test_metrics_is_documented_only_where_it_is_served(tmp_path):
     assert "/metrics" not in openapi_document(make_settings(METRICS_PORT=9464))["paths"]
 
 
-def error_classes() -> list[type[errors.WalletdError]]:
-    found, todo = [], [errors.WalletdError]
-    while todo:
-        cls = todo.pop()
-        found.append(cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
-def test_error_code_enum_is_the_codes_of_the_error_classes():
-    codes = {cls.code for cls in error_classes()}
-    assert set(ERROR_CODES) == codes and len(ERROR_CODES) == len(codes)
+def test_error_code_enum_is_the_catalogue():
     schemas = openapi_document(make_settings())["components"]["schemas"]
     assert schemas["ErrorCode"]["enum"] == list(ERROR_CODES)
 
 
-def test_each_http_error_status_lists_the_codes_that_have_it():
-    by_status: dict[int, set[str]] = {}
-    for cls in error_classes():
-        by_status.setdefault(cls.status, set()).add(cls.code)
-    for status, codes in HTTP_ERRORS.items():
-        assert set(codes) <= by_status[status], status
+def test_each_http_error_response_lists_the_codes_of_its_status():
+    responses = openapi_document(make_settings())["components"]["responses"]
+    for response in responses.values():
+        schema = response["content"]["application/json"]["schema"]
+        codes = schema["allOf"][1]["properties"]["code"]["enum"]
+        assert tuple(codes) in HTTP_ERRORS.values()
+        assert f"Codes: {', '.join(codes)}." in response["description"]
+    assert responses["BadRequest"]["content"]["application/json"]["schema"]["allOf"][1][
+        "properties"
+    ]["code"]["enum"] == ["INVALID_WALLET", "INVALID_EVENT_ID", "INVALID_PARAMETER"]
+
+
+def test_event_schemas_are_generated_from_the_event_types():
+    schemas = openapi_document(make_settings())["components"]["schemas"]
+    builder = SchemaBuilder()
+    for payload in events.EVENT_TYPES.values():
+        builder.schema(payload)
+    for name, schema in builder.components.items():
+        assert schemas[name] == schema, name
+    complete = schemas["CompleteEvent"]
+    assert set(complete["required"]) == set(events.CompleteEvent.__annotations__)
+    error = schemas["ErrorEvent"]
+    assert "last_event_id" not in error["required"] and "stream_id" in error["required"]
+    stream_event = schemas["StreamEvent"]
+    assert stream_event["properties"]["event"]["enum"] == list(events.EVENT_TYPES)
+
+
+async def test_live_events_are_exactly_their_generated_schemas(serve):
+    """Every key the server sends is declared, every required one is sent, and each
+    event's data validates against its generated component."""
+    client = await serve(SSE_BATCH_SIZE=40)
+    schemas = openapi_document(client.server.app[SETTINGS])["components"]["schemas"]
+    sent = []
+    for wallet in (WALLET, EMPTY_DEMO_WALLET):  # the second ends in an `error` event
+        resp = await client.get(f"/v4/wallet/{wallet}/stream")
+        sent += parse(await resp.read()).events
+    assert {event.name for event in sent} >= {"connected", "trades", "complete", "error"}
+    for event in sent:
+        name = events.EVENT_TYPES[event.name].__name__
+        schema = schemas[name]
+        assert set(schema["required"]) <= set(event.data) <= set(schema["properties"]), name
+        validator = jsonschema.Draft202012Validator(
+            {"$ref": f"#/components/schemas/{name}", "components": {"schemas": schemas}}
+        )
+        validator.validate(event.data)
+
+
+def test_generator_maps_optional_keys_nullable_literals_and_refuses_unknown_types():
+    builder = SchemaBuilder()
+    trade = builder.schema(events.Trade)
+    assert trade == {"$ref": "#/components/schemas/Trade"}
+    symbol = builder.components["TokenAmount"]["properties"]["symbol"]
+    assert symbol["enum"] == ["SOL", "USDC", "USDT", None]
+    slot = builder.components["Trade"]["properties"]["slot"]
+    assert slot == {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}
+    assert builder.components["Address"]["pattern"] == ADDRESS_PATTERN
+    with pytest.raises(TypeError):
+        builder.schema(dict[str, int])
 
 
 def test_scoped_operations_need_a_key_only_when_keys_are_required(tmp_path):

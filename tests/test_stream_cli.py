@@ -21,13 +21,8 @@ from walletd_process import Server, serve_args, walletd
 
 from walletd.appkeys import KEYSTORE
 from walletd.client import stream as stream_cli
-from walletd.client.stream import (
-    EXIT_STATUSES,
-    PROGRESS_INTERVAL_S,
-    Progress,
-    SSEEvent,
-    SSEParser,
-)
+from walletd.client.render import PROGRESS_INTERVAL_S, Progress
+from walletd.errors import EXIT_STATUSES
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, LARGE_DEMO_WALLET
 
 COMMAND = ("-m", "walletd", "stream")
@@ -361,28 +356,7 @@ async def test_too_many_streams_exits_14_when_retry_after_is_too_long(serve):
     gate.set()
 
 
-# The SSE parser and the progress line, without a server
-
-
-def feed_bytewise(parser: SSEParser, body: bytes) -> list[SSEEvent]:
-    return [event for i in range(len(body)) for event in parser.feed(body[i : i + 1])]
-
-
-@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
-def test_parser_reads_any_line_ending_split_anywhere(eol):
-    text = (
-        ': a comment\nretry: 1500\n\nevent: trades\nid: abc\ndata: {"a":\ndata:1}\n\n'
-        "data: plain é\n\nevent: complete\ndata: {}\n\nevent: cut\ndata: {"
-    ).replace("\n", eol)
-    parser = SSEParser()
-    events = feed_bytewise(parser, b"\xef\xbb\xbf" + text.encode())
-    assert events == [
-        SSEEvent("trades", '{"a":\n1}', "abc"),
-        SSEEvent("message", "plain é", None),
-        SSEEvent("complete", "{}", None),
-    ]
-    assert parser.retry_ms == 1500
-    assert SSEParser().feed(text.encode()) == events  # and in one chunk
+# The progress line, without a server (the SSE parser: test_sse.py)
 
 
 class Terminal(io.StringIO):

@@ -112,17 +112,17 @@ def _from_http(exc: web.HTTPException) -> WalletdError:
 
 
 def error_response(request: web.Request, exc: WalletdError) -> web.Response:
-    request.app[METRICS].rejected(exc.code)
+    request.app[METRICS].rejected(exc)
     if exc.status >= 500:
         # A 503 is the server working as designed (draining, circuit open): not an error
         # line on every deploy.
         level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
         log.log(level, "request_failed", extra={"code": exc.code, "detail": str(exc)})
-    resp = web.json_response(exc.body(request.get(REQUEST_ID)), status=exc.status)
+    resp = web.json_response(exc.body(request[REQUEST_ID]), status=exc.status)
     if exc.retry_after is not None:
         resp.headers["Retry-After"] = str(exc.retry_after)
-    if exc.code == "AUTH_REQUIRED":
-        resp.headers["WWW-Authenticate"] = "Bearer"
+    if exc.challenge is not None:
+        resp.headers["WWW-Authenticate"] = exc.challenge
     return resp
 
 

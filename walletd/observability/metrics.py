@@ -23,13 +23,12 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
+from walletd.errors import WalletdError
 from walletd.observability.alerts import ErrorRate
 from walletd.upstream.breaker import CircuitBreaker, CircuitState
 
 STREAM_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# What rate-limit refusals are called in walletdoctor_rate_limit_rejections_total.
-REJECTION_REASONS = {"RATE_LIMITED": "request_window", "TOO_MANY_STREAMS": "stream_cap"}
 
 
 class StreamCounts(Protocol):
@@ -137,8 +136,9 @@ class Metrics:
         if status != "200":
             self.upstream_errors.labels(endpoint, status).inc()
 
-    def rejected(self, code: str) -> None:
-        reason = REJECTION_REASONS.get(code)
+    def rejected(self, exc: WalletdError) -> None:
+        """Count a rate-limit refusal by its reason (walletd/errors.py); others are not."""
+        reason = exc.rejection_reason
         if reason is not None:
             self.rate_limit_rejections.labels(reason).inc()
 

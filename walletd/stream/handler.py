@@ -2,7 +2,9 @@
 
 Everything is checked before `prepare()`, so bad input gets an HTTP error; after it,
 failures become one `error` event (SPEC §2) and the server closes the stream. Every
-byte of a stream leaves through `WalletStream._write`.
+byte of a stream, prebuilt `trades` frames included, leaves through `WalletStream._write`
+(where compression and byte accounting plug in, SPEC §9). Event data is built through
+the types of walletd/stream/events.py.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +46,13 @@ from walletd.errors import (
 )
 from walletd.observability.logs import stream_id_var, wallet_var
 from walletd.stream import sse
+from walletd.stream.events import (
+    CompleteEvent,
+    ConnectedEvent,
+    ErrorEvent,
+    HeartbeatEvent,
+    ProgressEvent,
+)
 from walletd.trades.solana import is_address, is_signature
 from walletd.trades.summary import TradeFacts, TradeSummary
 from walletd.upstream.history import Recording, ScannedPage
@@ -222,16 +232,14 @@ class WalletStream:
                 if not deadline.expired():
                     raise
                 raise StreamTimeout(f"after {max_duration}s") from None
-            await self._event(
-                "complete",
-                {
-                    "trades_found": self.trades_sent,
-                    "signatures_scanned": self.scanned,
-                    "duration_s": round(time.monotonic() - self.started, 3),
-                    "truncated": truncated,
-                    "summary": self._summary(recording).to_dict(),
-                },
-            )
+            complete: CompleteEvent = {
+                "trades_found": self.trades_sent,
+                "signatures_scanned": self.scanned,
+                "duration_s": round(time.monotonic() - self.started, 3),
+                "truncated": truncated,
+                "summary": self._summary(recording).to_dict(),
+            }
+            await self._event("complete", complete)
         except asyncio.CancelledError:
             reason = self._stop_reason
             if reason is None:  # the client left (handler cancelled) or the server is stopping
@@ -275,7 +283,7 @@ class WalletStream:
         size = settings.sse_batch_size
         progress = self.features.progress_events
         last_progress = time.monotonic()
-        write = self.response.write
+        write = self._write
         index = 0
         while True:
             page = recording.peek(index)  # the common case: no coroutine to wait
@@ -290,15 +298,13 @@ class WalletStream:
                     await self._send_trades(page, start, min(start + size, room))
                 return count > room or await self._more_trades_after(recording, index)
             self.scanned += page.scanned
-            # The hot path, inline: the page's prebuilt `trades` events, as they are. The
+            # The hot path: the page's prebuilt `trades` events, as they are (no copy). The
             # stream's counters equal the recording's (see ScannedPage).
             for frame, last_id, total in zip(page.frames, page.last_ids, page.totals, strict=True):
                 self.last_event_id = last_id  # before the write: see _send_trades
                 await write(frame)
                 self.batches += 1
                 self.trades_sent = total
-                self.bytes_sent += len(frame)
-                self.events += 1
             self.pages_sent = index
             now = self.last_write = time.monotonic()
             if progress and now - last_progress >= settings.sse_progress_throttle_s:
@@ -339,7 +345,8 @@ class WalletStream:
             except TimeoutError:
                 if not idle.expired():
                     raise
-            await self._event("heartbeat", {"timestamp": int(time.time())})
+            heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
+            await self._event("heartbeat", heartbeat)
 
     def _summary(self, recording: Recording) -> TradeSummary:
         summary = recording.summary_of(self.pages_sent)
@@ -366,7 +373,7 @@ class WalletStream:
 
     async def _open(self) -> None:
         """`retry`, `connected` and the first `progress`, in one write (one syscall)."""
-        connected = {
+        connected: ConnectedEvent = {
             "stream_id": self.stream_id,
             "wallet": self.wallet,
             "resumed_from": self.cursor,
@@ -384,20 +391,20 @@ class WalletStream:
         await self._write(self._progress_frame(step, message))
 
     def _progress_frame(self, step: str, message: str) -> bytes:
-        return sse.event_frame(
-            "progress",
-            {
-                "step": step,
-                "message": message,
-                "signatures_scanned": self.scanned,
-                "trades_found": self.trades_sent,
-            },
-        )
+        progress: ProgressEvent = {
+            "step": step,
+            "message": message,
+            "signatures_scanned": self.scanned,
+            "trades_found": self.trades_sent,
+        }
+        return sse.event_frame("progress", progress)
 
-    async def _event(self, name: str, data: dict[str, Any]) -> None:
+    async def _event(self, name: str, data: Mapping[str, object]) -> None:
         await self._write(sse.event_frame(name, data))
 
     async def _write(self, frame: bytes, *, events: int = 1) -> None:
+        """The one way out for a stream's bytes (SPEC §9): a frame is written as it is,
+        never copied, then counted."""
         await self.response.write(frame)
         self.last_write = time.monotonic()
         self.bytes_sent += len(frame)
@@ -414,8 +421,12 @@ class WalletStream:
         self._forget_cancelled_drain()  # a stop or a timeout may have cut a write short
         if exc.status >= 500 and not exc.resumable:
             log.error("stream_error", extra={"code": exc.code, "detail": str(exc)})
-        data = exc.body(self.request.get(REQUEST_ID))
-        data["stream_id"] = self.stream_id
+        # mypy --strict wants every NotRequired key of a ** literal spelled out; the
+        # order (body, stream_id, last_event_id) is the wire's.
+        data: ErrorEvent = {
+            **exc.body(self.request[REQUEST_ID]),  # type: ignore[typeddict-item]
+            "stream_id": self.stream_id,
+        }
         if exc.resumable:
             data["last_event_id"] = self.last_event_id
         try:

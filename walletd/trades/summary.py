@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from walletd.trades.model import Trade, format_units
 from walletd.trades.solana import SOL_DECIMALS, WSOL_MINT
+
+if TYPE_CHECKING:  # the wire shape the summary fills, declared with the events
+    from walletd.stream.events import Summary
 
 # What the summary needs of one trade, as a plain tuple of atoms: (mint given, mint
 # received, action, timestamp, SOL lamports moved). The GC stops tracking such tuples,
@@ -58,7 +61,8 @@ class TradeSummary:
             self.last_at = other.last_at
         self.volume_lamports += other.volume_lamports
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Summary:
+        """The `summary` object of `complete` (SPEC §1)."""
         return {
             "unique_tokens": len(self.mints),
             "buys": self.actions["buy"],
