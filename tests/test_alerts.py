@@ -19,7 +19,8 @@ from clocks import FakeClock
 from conftest import log_messages
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from walletd.config import Settings, webhook_secret_key
+from walletd.config import Settings
+from walletd.env import webhook_secret_key
 from walletd.observability.alerts import MAX_IN_FLIGHT, MIN_STREAMS, AlertMonitor, ErrorRate
 from walletd.observability.webhooks import sign
 from walletd.retry import RetryPolicy

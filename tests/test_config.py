@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from walletd.config import TABLE, ConfigError, Settings, env_text, is_repetitive
+from walletd.config import TABLE, Settings
+from walletd.env import ConfigError, env_text, is_repetitive
 
 
 def test_defaults_are_the_specs():

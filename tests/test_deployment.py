@@ -22,7 +22,8 @@ from walletd.api.boundary import MAX_HEADER_BYTES, MAX_LINE_BYTES
 from walletd.app import create_app
 from walletd.appkeys import METRICS
 from walletd.cli import EXIT_CONFIG, build_parser
-from walletd.config import TABLE, ConfigError, Settings
+from walletd.config import TABLE, Settings
+from walletd.env import ConfigError
 from walletd.upstream.breaker import CircuitState
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,8 @@ from walletd.appkeys import (
 )
 from walletd.auth.keys import open_keystore
 from walletd.auth.middleware import admission, limits_lifetime, rate_limit_headers
-from walletd.config import ConfigError, Settings
+from walletd.config import Settings
+from walletd.env import ConfigError
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
 from walletd.limits import Limits

@@ -19,7 +19,8 @@ from walletd.app import create_app, drain, reload
 from walletd.appkeys import METRICS, STREAMS
 from walletd.auth import cli as keys_cli
 from walletd.client import stream as stream_cli
-from walletd.config import ConfigError, Settings
+from walletd.config import Settings
+from walletd.env import ConfigError
 from walletd.features import load_features
 from walletd.observability.logs import AccessLogger, configure_logging
 from walletd.observability.metrics import metrics_only_app

@@ -12,7 +12,8 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from walletd.config import ConfigError, EnvReader, Settings
+from walletd.config import Settings
+from walletd.env import ConfigError, EnvReader
 
 log = logging.getLogger(__name__)
 

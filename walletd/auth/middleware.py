@@ -29,7 +29,7 @@ from walletd.appkeys import (
     VERDICT,
 )
 from walletd.auth.keys import authenticate, mask_key
-from walletd.config import IPNetwork
+from walletd.env import IPNetwork
 from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
 from walletd.observability.logs import api_key_var, client_ip_var
 
