@@ -68,6 +68,7 @@ class Settings:
     keystore: str = "file"
     redis_url: str | None = field(default=None, repr=False)
     redis_prefix: str = "walletd:"
+    keystore_stale_max_s: float = 300.0  # cached key records during a Redis outage
     rate_limit_requests: int = 50
     rate_limit_window_s: float = 60.0
     rate_limit_streaming_connections: int = 10
@@ -151,6 +152,9 @@ class Settings:
             keystore=reader.choice("KEYSTORE", base.keystore, KEYSTORES),
             redis_url=reader.redis_url("REDIS_URL"),
             redis_prefix=reader.text("REDIS_PREFIX", base.redis_prefix),
+            keystore_stale_max_s=reader.number(
+                "KEYSTORE_STALE_MAX", base.keystore_stale_max_s, lo=0, hi=86_400
+            ),
             rate_limit_requests=reader.integer(
                 "RATE_LIMIT_REQUESTS", base.rate_limit_requests, lo=1, hi=1_000_000
             ),

@@ -57,7 +57,7 @@ HTTP_ERRORS: dict[int, tuple[str, ...]] = {
     500: ("INTERNAL_ERROR",),
     503: ("SERVICE_UNAVAILABLE",),
 }
-READY_REASONS = ("upstream_circuit_open", "redis_unreachable")
+READY_REASONS = ("upstream_circuit_open", "redis_unreachable", "keystore_stale")
 # GET /static/{name} (walletd/api/demo_page.py); index.html is served only as GET /.
 DEMO_ASSETS = ("app.js", "app.css", "favicon.svg")
 
