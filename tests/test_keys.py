@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import string
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +22,24 @@ from walletd.auth.keys import (
     SCOPES,
     KeyHasher,
     KeyNotFound,
+    KeyRecord,
     KeyStore,
+    RecordRejected,
+    RecordSigner,
     authenticate,
+    dump_record,
     generate_key,
     is_well_formed,
+    load_record,
     mask_key,
     open_keystore,
     parse_scopes,
+    record_to_dict,
 )
 from walletd.auth.store_file import FileKeyStore
 from walletd.auth.store_redis import RedisKeyStore
 from walletd.errors import InvalidApiKey
+from walletd.ops.redis import connect
 
 DAY = 86_400.0
 
@@ -283,3 +292,153 @@ async def test_open_keystore_picks_the_configured_backend(tmp_path: Path, redis_
 def test_open_keystore_needs_a_secret_key() -> None:
     with pytest.raises(ValueError, match="SECRET_KEY"):
         open_keystore(make_settings())
+
+
+# Record signing
+
+
+def a_record(**changes: Any) -> KeyRecord:
+    fields: dict[str, Any] = {
+        "id": "k_0123456789ab",
+        "name": "n",
+        "scopes": frozenset({"stream"}),
+        "prefix": "wd_abcdefg",
+        "digest": "0" * 64,
+        "created_at": 1.0,
+        "expires_at": None,
+        "revoked": False,
+    }
+    return KeyRecord(**{**fields, **changes})
+
+
+def test_the_signature_covers_every_field() -> None:
+    record = a_record()
+    stored = dump_record(record, SIGNER)
+    assert load_record(stored, SIGNER) == record
+    for name, value in [
+        ("id", "k_ba9876543210"),
+        ("name", "m"),
+        ("scopes", ["stream", "admin"]),
+        ("prefix", "wd_zzzzzzz"),
+        ("digest", "1" * 64),
+        ("created_at", 2.0),
+        ("expires_at", 99.0),
+        ("revoked", True),
+        ("replaced_by", "k_ba9876543210"),
+    ]:
+        with pytest.raises(RecordRejected, match="signature") as rejected:
+            load_record({**stored, name: value}, SIGNER)
+        assert not rejected.value.unsigned and rejected.value.record is not None
+
+
+def test_the_signing_key_is_derived_not_the_secret_nor_the_digest_key() -> None:
+    record = a_record()
+    signature = RecordSigner(SECRET).sign(record)
+    assert signature != RecordSigner("another secret").sign(record)
+    payload = json.dumps(record_to_dict(record), sort_keys=True, separators=(",", ":"))
+    assert signature != HASHER.digest(payload)  # not HMAC under SECRET_KEY itself
+    derived = hmac.new(SECRET.encode(), b"walletd key records v1", hashlib.sha256).digest()
+    assert signature == hmac.new(derived, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def test_a_signature_made_for_another_key_is_refused() -> None:
+    record = a_record()
+    stored = dump_record(record, SIGNER)
+    assert load_record(stored, SIGNER, digest="0" * 64) == record
+    with pytest.raises(RecordRejected, match="another key"):
+        load_record(stored, SIGNER, digest="1" * 64)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        None,
+        [],
+        "text",
+        {"id": "k_0123456789ab"},
+        {**record_to_dict(a_record()), "created_at": float("nan")},
+        {**record_to_dict(a_record()), "id": "../../etc"},
+        {**record_to_dict(a_record()), "scopes": ["root"]},
+        {**record_to_dict(a_record()), "revoked": 0},
+        {**record_to_dict(a_record()), "sig": 5},
+    ],
+)
+def test_bad_records_are_rejected_with_a_typed_error(item: object) -> None:
+    with pytest.raises(RecordRejected):
+        load_record(item, SIGNER)
+
+
+def test_an_unsigned_record_is_rejected_as_unsigned_with_its_fields() -> None:
+    record = a_record()
+    with pytest.raises(RecordRejected, match="resign") as rejected:
+        load_record(record_to_dict(record), SIGNER)
+    assert rejected.value.unsigned and rejected.value.record == record
+
+
+# Rotation and re-signing, on every store
+
+
+async def test_rotate_refuses_an_expired_key(store: KeyStore, clock: FakeClock) -> None:
+    _, record = await store.create("old", ["stream"], clock() + 60)
+    clock.advance(60)
+    with pytest.raises(ValueError, match="expired"):
+        await store.rotate(record.id, 60)
+    assert [r.id for r in await store.list()] == [record.id]
+
+
+async def test_rotate_refuses_a_key_already_replaced(store: KeyStore, clock: FakeClock) -> None:
+    _, record = await store.create("svc", ["stream"], clock() + 30 * DAY)
+    _, new = await store.rotate(record.id, 7 * DAY)
+    assert (await store.get(record.id)).replaced_by == new.id  # type: ignore[union-attr]
+    clock.advance(DAY)
+    with pytest.raises(ValueError, match=f"already rotated.*{new.id}"):
+        await store.rotate(record.id, 7 * DAY)
+    assert len(await store.list()) == 2
+
+
+async def test_resign_signs_unsigned_records_and_leaves_forged_ones(
+    store: KeyStore, clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """After an upgrade, unsigned records are refused until `walletd keys resign`."""
+    old_key, old = await store.create("before signing", ["stream"], None)
+    forged_key, forged = await store.create("forged", ["stream"], None)
+    await rewrite(store, request, old.digest, lambda item: item.pop("sig"))
+    await rewrite(store, request, forged.digest, lambda item: item.update(scopes=["admin"]))
+    await store.refresh()
+    for key in (old_key, forged_key):
+        with pytest.raises(InvalidApiKey, match="unknown"):
+            await authenticate(store, key, clock())
+
+    report = await store.resign()
+    assert [r.id for r in report.signed] == [old.id]
+    assert len(report.refused) == 1 and forged.id in report.refused[0]
+    assert (await authenticate(store, old_key, clock())).id == old.id
+    with pytest.raises(InvalidApiKey, match="unknown"):
+        await authenticate(store, forged_key, clock())
+    assert (await store.resign()).signed == []  # once is enough
+
+    revoked = await store.revoke(forged.id)  # a forged record can still be revoked
+    assert revoked.revoked and revoked.scopes == {"admin"}
+    assert (await store.get(forged.id)) == revoked  # signed now, and grants nothing
+    assert {r.id for r in await store.list()} == {old.id, forged.id}
+
+
+async def rewrite(
+    store: KeyStore, request: pytest.FixtureRequest, digest: str, edit: Callable[[Any], Any]
+) -> None:
+    """Edit a stored record behind the store's back, in the file or in Redis."""
+    if isinstance(store, FileKeyStore):
+        doc = json.loads(store.path.read_text())
+        for item in doc["keys"]:
+            if item["digest"] == digest:
+                edit(item)
+        store.path.write_text(json.dumps(doc))
+        return
+    client = connect(request.getfixturevalue("redis_url"))
+    name = f"{request.getfixturevalue('redis_prefix')}key:{digest}"
+    try:
+        item = json.loads(await client.get(name))
+        edit(item)
+        await client.set(name, json.dumps(item))
+    finally:
+        await client.aclose()

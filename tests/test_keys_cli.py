@@ -271,3 +271,31 @@ def test_rotation_gives_the_new_key_the_lifetime_the_original_was_given(
     clock.now += 86_400
     second = walletd_keys.json("rotate", first["id"], "--overlap", "0")
     assert second["expires_at"] == "2026-02-11T00:00:00Z"  # not the cut overlap of `first`
+
+
+def test_resign_signs_records_from_before_signing_once(
+    walletd_keys: Runner, keys_file: Path
+) -> None:
+    created = walletd_keys.json("create", "--name", "legacy")
+    doc = json.loads(keys_file.read_text())
+    del doc["keys"][0]["sig"], doc["keys"][0]["replaced_by"]  # as the previous version wrote
+    keys_file.write_text(json.dumps(doc))
+    assert walletd_keys.json("list") == []  # refused until re-signed
+
+    status, out, err = walletd_keys("resign")
+    assert status == 0 and err == ""
+    assert f"signed id: {created['id']}" in out and "1 record(s) signed" in out
+    assert [k["id"] for k in walletd_keys.json("list")] == [created["id"]]
+    assert walletd_keys.json("resign") == {"signed": [], "refused": []}
+
+
+def test_resign_refuses_a_forged_record_and_exits_1(walletd_keys: Runner, keys_file: Path) -> None:
+    created = walletd_keys.json("create", "--name", "victim")
+    doc = json.loads(keys_file.read_text())
+    doc["keys"][0]["scopes"] = ["stream", "admin"]
+    keys_file.write_text(json.dumps(doc))
+    status, out, err = walletd_keys("resign")
+    assert status == 1
+    assert "0 record(s) signed" in out
+    assert created["id"] in err and "signature" in err
+    assert json.loads(keys_file.read_text()) == doc  # left as it was, for inspection

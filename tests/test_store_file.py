@@ -16,7 +16,8 @@ import pytest
 from clocks import FakeClock
 from keystores import SECRET, make_file_store, revoke_and_check
 
-from walletd.auth.keys import KeyHasher, generate_key
+from walletd.auth.keys import KeyHasher, authenticate, generate_key
+from walletd.errors import InvalidApiKey
 
 
 @pytest.fixture
@@ -172,3 +173,28 @@ async def test_concurrent_first_lookups_all_wait_for_the_first_read(tmp_path, ha
     fresh = make_file_store(tmp_path / "keys.json")
     found = await asyncio.gather(*(fresh.find(key) for _ in range(50)))
     assert found == [record] * 50
+
+
+async def test_file_store_refuses_an_edited_record_and_keeps_it_on_rewrite(
+    tmp_path: Path, hasher: KeyHasher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file is the service's own, but a hand edit must still not grant a scope; and
+    the next write by the command must not silently drop the entry either."""
+    path = tmp_path / "keys.json"
+    server = make_file_store(path, check_interval_s=0)
+    key, record = await server.create("edited", ["stream"], None)
+    doc = json.loads(path.read_text())
+    doc["keys"][0]["scopes"] = ["stream", "admin"]
+    path.write_text(json.dumps(doc))
+    with caplog.at_level(logging.ERROR, logger="walletd.keys"):
+        with pytest.raises(InvalidApiKey, match="unknown"):
+            await authenticate(server, key, 0.0)
+        assert await server.get(record.id) is None
+    errors = [r for r in caplog.records if r.getMessage() == "keystore_record_rejected"]
+    assert len(errors) == 1 and record.id in errors[0].__dict__["error"]  # once per change
+    assert hasher.digest(key) not in caplog.text
+
+    other_key, _ = await make_file_store(path).create("other", ["stream"], None)
+    kept = json.loads(path.read_text())["keys"]
+    assert doc["keys"][0] in kept and len(kept) == 2
+    assert await server.find(other_key) is not None

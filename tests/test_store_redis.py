@@ -15,7 +15,7 @@ from keystores import SECRET, make_redis_store, revoke_and_check
 
 from walletd.auth.keys import KeyHasher, KeyRecord, authenticate, generate_key
 from walletd.auth.store_redis import RedisKeyStore
-from walletd.errors import ServiceUnavailable
+from walletd.errors import InvalidApiKey, ServiceUnavailable
 
 
 @pytest.fixture
@@ -141,3 +141,68 @@ async def test_redis_store_survives_an_outage_for_keys_it_has_seen(
         assert (await authenticate(store, new_key, clock())).id == new.id
     finally:
         await store.close()
+
+
+async def test_redis_store_refuses_known_keys_once_their_records_are_older_than_stale_max(
+    private_redis: Any, clock: FakeClock
+) -> None:
+    """During an outage a cached record is believed for KEYSTORE_STALE_MAX, not for ever:
+    a revocation made meanwhile would otherwise never be seen."""
+    store = make_redis_store(private_redis.url, "walletd:", clock=clock, stale_max_s=300)
+    try:
+        key, record = await store.create("seen", ["stream"], None)
+        assert await store.find(key) == record
+        private_redis.stop()
+        clock.advance(299)
+        assert (await authenticate(store, key, clock())).id == record.id
+        assert not store.stale
+        clock.advance(1)
+        with pytest.raises(ServiceUnavailable) as unavailable:
+            await authenticate(store, key, clock())
+        assert unavailable.value.retry_after is not None and unavailable.value.retry_after > 0
+        with pytest.raises(ServiceUnavailable):
+            await store.get(record.id)
+        assert store.stale
+
+        private_redis.start()  # an empty Redis: it kept nothing on disk
+        clock.advance(2.0)
+        assert await store.find(key) is None  # an answer again, from Redis
+        assert not store.stale
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"not json", b"[]", b"null", b'{"id": 1}', b"\xff\xfe", b'"' + b"a" * 100_000 + b'"'],
+)
+async def test_redis_store_treats_junk_records_as_unknown_keys(
+    redis_store: RedisKeyStore,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    hasher: KeyHasher,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    raw: bytes,
+) -> None:
+    key, _ = await redis_store.create("victim", ["stream"], None)
+    await redis_client.set(f"{redis_prefix}key:{hasher.digest(key)}", raw)
+    await redis_store.refresh()
+    with caplog.at_level(logging.ERROR, logger="walletd.keys"):
+        with pytest.raises(InvalidApiKey, match="unknown"):
+            await authenticate(redis_store, key, clock())
+    assert [r.getMessage() for r in caplog.records] == ["keystore_record_rejected"]
+    assert [r.id for r in await redis_store.list()] == []  # listed: skipped, not a crash
+
+
+async def test_redis_store_get_refuses_an_id_pointed_at_another_record(
+    redis_store: RedisKeyStore, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """Open streams re-check their key by id: a rewired index must not vouch for it."""
+    _, revoked = await redis_store.create("revoked", ["stream"], None)
+    await redis_store.revoke(revoked.id)
+    _, other = await redis_store.create("other", ["stream"], None)
+    await redis_client.hset(f"{redis_prefix}keyids", revoked.id, other.digest)
+    await redis_store.refresh()
+    assert await redis_store.get(revoked.id) is None
+    assert await redis_store.get(other.id) == other
