@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clocks import FakeClock
 from conftest import make_settings
 from keystores import HASHER, SECRET, SIGNER
 
@@ -33,19 +32,6 @@ from walletd.auth.keys import (
 )
 from walletd.auth.store_file import FileKeyStore
 from walletd.auth.store_redis import RedisKeyStore
-
-DAY = 86_400.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(1_700_000_000.0)
-
-
-@pytest.fixture
-def hasher() -> KeyHasher:
-    return KeyHasher(SECRET)
-
 
 # Key format, masking, hashing
 
