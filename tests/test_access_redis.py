@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import time
 
 from conftest import WALLET
 from fakes import ListSource, demo_pages
@@ -10,14 +13,18 @@ from sse_client import read_events
 from waiting import eventually
 
 from walletd.appkeys import KEYSTORE, LIMITS
+from walletd.auth.keys import KeyHasher
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
+
+
+SECRET = "r" * 32
 
 
 def env_for(url: str, prefix: str, **extra: object) -> dict[str, object]:
     return {
         "API_KEY_REQUIRED": "true",
-        "SECRET_KEY": "r" * 32,
+        "SECRET_KEY": SECRET,
         "KEYSTORE": "redis",
         "REDIS_URL": url,
         "REDIS_PREFIX": prefix,
@@ -90,3 +97,102 @@ async def test_a_redis_outage_degrades_to_memory_and_recovers(serve, private_red
     await eventually(back_on_redis, every_s=0.1, what="the return to Redis")
     assert client.server.app[LIMITS].backend == "redis"
     assert (await client.get(STREAM, headers=headers, params={"limit": "x"})).status == 400
+
+
+# Key records in Redis are untrusted input (SPEC §3): whoever can write to Redis must not
+# be able to grant a scope, lift an expiry or un-revoke a key.
+
+
+async def tamper(redis_client, prefix: str, key: str, **changes: object) -> None:
+    """Edit the record of `key` in Redis as an attacker with write access would."""
+    digest = KeyHasher(SECRET).digest(key)
+    name = f"{prefix}key:{digest}"
+    record = json.loads(await redis_client.get(name))
+    record.update(changes)
+    await redis_client.set(name, json.dumps(record))
+
+
+async def metrics_status(client, key: str) -> tuple[int, str | None]:
+    await client.server.app[KEYSTORE].refresh()  # no cached answer hides the edit
+    resp = await client.get("/metrics", headers={"X-API-Key": key})
+    body = await resp.json() if resp.content_type == "application/json" else {}
+    return resp.status, body.get("code")
+
+
+async def test_a_scope_added_in_redis_grants_nothing(serve, redis_url, redis_prefix, redis_client):
+    client = await serve(**env_for(redis_url, redis_prefix))
+    key, _ = await client.server.app[KEYSTORE].create("stream only", ["stream"], None)
+    assert await metrics_status(client, key) == (403, "FORBIDDEN")
+    await tamper(redis_client, redis_prefix, key, scopes=["stream", "metrics", "admin"])
+    assert await metrics_status(client, key) == (401, "INVALID_API_KEY")
+
+
+async def test_a_revocation_undone_in_redis_stays_revoked(
+    serve, redis_url, redis_prefix, redis_client
+):
+    client = await serve(**env_for(redis_url, redis_prefix))
+    store = client.server.app[KEYSTORE]
+    key, record = await store.create("leaked", ["metrics"], None)
+    await store.revoke(record.id)
+    assert await metrics_status(client, key) == (401, "INVALID_API_KEY")
+    await tamper(redis_client, redis_prefix, key, revoked=False)
+    assert await metrics_status(client, key) == (401, "INVALID_API_KEY")
+
+
+async def test_an_expiry_lifted_in_redis_stays_expired(
+    serve, redis_url, redis_prefix, redis_client
+):
+    client = await serve(**env_for(redis_url, redis_prefix))
+    store = client.server.app[KEYSTORE]
+    key, record = await store.create("old", ["metrics"], time.time() + 3600)
+    await store.rotate(record.id, overlap_s=0)  # the old key expires now
+    assert await metrics_status(client, key) == (401, "INVALID_API_KEY")
+    await tamper(redis_client, redis_prefix, key, expires_at=None)
+    assert await metrics_status(client, key) == (401, "INVALID_API_KEY")
+
+
+async def test_a_record_copied_under_another_key_grants_nothing(
+    serve, redis_url, redis_prefix, redis_client
+):
+    client = await serve(**env_for(redis_url, redis_prefix))
+    store = client.server.app[KEYSTORE]
+    admin_key, _ = await store.create("admin", ["stream", "metrics", "admin"], None)
+    low_key, _ = await store.create("low", ["stream"], None)
+    hasher = KeyHasher(SECRET)
+    admin_raw = await redis_client.get(f"{redis_prefix}key:{hasher.digest(admin_key)}")
+    copied = {**json.loads(admin_raw), "digest": hasher.digest(low_key)}
+    await redis_client.set(f"{redis_prefix}key:{hasher.digest(low_key)}", json.dumps(copied))
+    assert await metrics_status(client, low_key) == (401, "INVALID_API_KEY")
+    assert await metrics_status(client, admin_key) == (200, None)  # the original still works
+
+
+async def test_an_unsigned_record_is_refused_with_a_hint_to_resign(
+    serve, redis_url, redis_prefix, redis_client, caplog
+):
+    """A record written before records were signed (or with its signature stripped)."""
+    client = await serve(**env_for(redis_url, redis_prefix))
+    key, _ = await client.server.app[KEYSTORE].create("before", ["metrics"], None)
+    digest = KeyHasher(SECRET).digest(key)
+    record = json.loads(await redis_client.get(f"{redis_prefix}key:{digest}"))
+    record.pop("sig", None)
+    record.pop("replaced_by", None)
+    await redis_client.set(f"{redis_prefix}key:{digest}", json.dumps(record))
+    with caplog.at_level(logging.ERROR, logger="walletd.keys"):
+        assert await metrics_status(client, key) == (401, "INVALID_API_KEY")
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "walletd.keys"]
+    assert errors and "walletd keys resign" in errors[0].__dict__.get("error", "")
+    assert key not in caplog.text and digest not in caplog.text
+
+
+async def test_known_keys_get_503_once_their_records_are_too_old(serve, private_redis):
+    """KEYSTORE_STALE_MAX=0: during an outage, no cached record is believed."""
+    client = await serve(**env_for(private_redis.url, "walletd:", KEYSTORE_STALE_MAX=0))
+    key, _ = await client.server.app[KEYSTORE].create("seen", ["metrics"], None)
+    assert await metrics_status(client, key) == (200, None)
+    private_redis.stop()
+    assert await metrics_status(client, key) == (503, "SERVICE_UNAVAILABLE")
+    resp = await client.get("/metrics", headers={"X-API-Key": key})
+    assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0
+    ready = await client.get("/ready")
+    assert ready.status == 200
+    assert "keystore_stale" in (await ready.json())["reasons"]

@@ -176,12 +176,13 @@ def test_rotate_prints_the_new_key_and_until_when_the_old_one_works(
     assert KEY_LINE.fullmatch(lines[0]) and lines[0] != created["key"]
     assert f"{created['id']} stays valid until 2026-01-08T00:00:00Z" in out  # default 7d
 
-    rotated = walletd_keys.json("rotate", created["id"], "--overlap", "12h")
+    other = walletd_keys.json("create", "--name", "svc2")
+    rotated = walletd_keys.json("rotate", other["id"], "--overlap", "12h")
     assert KEY_LINE.fullmatch(rotated["key"])
-    assert rotated["name"] == "svc" and rotated["id"] != created["id"]
-    assert rotated["previous"]["id"] == created["id"]
+    assert rotated["name"] == "svc2" and rotated["id"] != other["id"]
+    assert rotated["previous"]["id"] == other["id"]
     assert rotated["previous"]["expires_at"] == "2026-01-01T12:00:00Z"
-    assert len(walletd_keys.json("list")) == 3
+    assert len(walletd_keys.json("list")) == 4
 
 
 @pytest.mark.parametrize("command", ["revoke", "rotate"])
@@ -237,3 +238,64 @@ def test_unreachable_redis_exits_69(private_redis: Any, clock: FakeClock, capsys
     status = keys_cli.run(parse("list"), settings, clock=clock)
     assert status == keys_cli.EXIT_UNAVAILABLE == cli.EXIT_UNAVAILABLE
     assert "Redis failed: " in capsys.readouterr().err
+
+
+def test_rotating_an_expired_key_exits_1_and_issues_nothing(
+    walletd_keys: Runner, clock: FakeClock
+) -> None:
+    created = walletd_keys.json("create", "--name", "old", "--expires", "1h")
+    clock.now += 3600
+    status, out, err = walletd_keys("rotate", created["id"])
+    assert status == 1 and out == "" and "expired" in err
+    assert len(walletd_keys.json("list")) == 1
+
+
+def test_rotating_an_already_rotated_key_exits_1_naming_its_replacement(
+    walletd_keys: Runner,
+) -> None:
+    created = walletd_keys.json("create", "--name", "svc", "--expires", "30d")
+    rotated = walletd_keys.json("rotate", created["id"], "--overlap", "1h")
+    status, out, err = walletd_keys("rotate", created["id"])  # still valid for the overlap
+    assert status == 1 and out == ""
+    assert "already rotated" in err and rotated["id"] in err
+    assert len(walletd_keys.json("list")) == 2
+
+
+def test_rotation_gives_the_new_key_the_lifetime_the_original_was_given(
+    walletd_keys: Runner, clock: FakeClock
+) -> None:
+    created = walletd_keys.json("create", "--name", "svc", "--expires", "30d")
+    clock.now += 10 * 86_400
+    first = walletd_keys.json("rotate", created["id"], "--overlap", "0")
+    assert first["expires_at"] == "2026-02-10T00:00:00Z"  # 30 days from the rotation
+    clock.now += 86_400
+    second = walletd_keys.json("rotate", first["id"], "--overlap", "0")
+    assert second["expires_at"] == "2026-02-11T00:00:00Z"  # not the cut overlap of `first`
+
+
+def test_resign_signs_records_from_before_signing_once(
+    walletd_keys: Runner, keys_file: Path
+) -> None:
+    created = walletd_keys.json("create", "--name", "legacy")
+    doc = json.loads(keys_file.read_text())
+    del doc["keys"][0]["sig"], doc["keys"][0]["replaced_by"]  # as the previous version wrote
+    keys_file.write_text(json.dumps(doc))
+    assert walletd_keys.json("list") == []  # refused until re-signed
+
+    status, out, err = walletd_keys("resign")
+    assert status == 0 and err == ""
+    assert f"signed id: {created['id']}" in out and "1 record(s) signed" in out
+    assert [k["id"] for k in walletd_keys.json("list")] == [created["id"]]
+    assert walletd_keys.json("resign") == {"signed": [], "refused": []}
+
+
+def test_resign_refuses_a_forged_record_and_exits_1(walletd_keys: Runner, keys_file: Path) -> None:
+    created = walletd_keys.json("create", "--name", "victim")
+    doc = json.loads(keys_file.read_text())
+    doc["keys"][0]["scopes"] = ["stream", "admin"]
+    keys_file.write_text(json.dumps(doc))
+    status, out, err = walletd_keys("resign")
+    assert status == 1
+    assert "0 record(s) signed" in out
+    assert created["id"] in err and "signature" in err
+    assert json.loads(keys_file.read_text()) == doc  # left as it was, for inspection

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from walletd.appkeys import BREAKER, LIFECYCLE, LIMITS
+from walletd.appkeys import BREAKER, KEYSTORE, LIFECYCLE, LIMITS
 from walletd.ops.lifecycle import Phase
 from walletd.upstream.breaker import CircuitState
 
@@ -27,4 +27,6 @@ async def ready(request: web.Request) -> web.Response:
         reasons.append("upstream_circuit_open")
     if request.app[LIMITS].degraded:
         reasons.append("redis_unreachable")  # serving on per-process limits meanwhile
+    if KEYSTORE in request.app and request.app[KEYSTORE].stale:
+        reasons.append("keystore_stale")  # key records too old to trust: keys get 503
     return web.json_response({"status": "degraded" if reasons else "ok", "reasons": reasons})

@@ -14,7 +14,7 @@ from walletd.api.jsonschema import SchemaBuilder, ref
 from walletd.errors import HTTP_ERRORS, RESUMABLE_CODES, AuthRequired
 from walletd.stream.events import EVENT_TYPES, SIGNATURE_PATTERN, Error
 
-READY_REASONS = ("upstream_circuit_open", "redis_unreachable")
+READY_REASONS = ("upstream_circuit_open", "redis_unreachable", "keystore_stale")
 # Empty means "no cursor", as if absent.
 CURSOR_PATTERN = f"^({SIGNATURE_PATTERN.strip('^$')})?$"
 COUNT = {"type": "integer", "minimum": 0}

@@ -1,4 +1,4 @@
-"""`walletd keys create|list|revoke|rotate`: manage API keys in the configured store."""
+"""`walletd keys create|list|revoke|rotate|resign`: manage API keys in the configured store."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from walletd.auth.format import mask_key
 from walletd.auth.keys import (
     DEFAULT_SCOPES,
     KeyNotFound,
     KeyRecord,
     KeyStore,
     check_name,
-    mask_key,
     open_keystore,
     ordered_scopes,
     parse_scopes,
@@ -102,6 +102,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=parse_duration("7d"),
         metavar="DURATION",
         help="how long the old key stays valid (default: 7d)",
+    )
+    sub.add_parser(
+        "resign",
+        parents=[output],
+        help="sign the records written before records were signed (once, after upgrading)",
     )
 
 
@@ -196,7 +201,28 @@ async def _rotate(args: argparse.Namespace, store: KeyStore, clock: Callable[[],
     return 0
 
 
-_COMMANDS = {"create": _create, "list": _list, "revoke": _revoke, "rotate": _rotate}
+async def _resign(args: argparse.Namespace, store: KeyStore, clock: Callable[[], float]) -> int:
+    """Exit 1 when a record was refused: its signature is wrong, so it may be forged."""
+    report = await store.resign()
+    now = clock()
+    if args.json:
+        _print_json({"signed": [_public(r, now) for r in report.signed], "refused": report.refused})
+    else:
+        for record in report.signed:
+            print(f"signed {_summary(record)}")
+        print(f"{len(report.signed)} record(s) signed; check them above: they are trusted now")
+        for reason in report.refused:
+            print(f"walletd keys: not signed: {reason}", file=sys.stderr)
+    return EXIT_FAILURE if report.refused else 0
+
+
+_COMMANDS = {
+    "create": _create,
+    "list": _list,
+    "revoke": _revoke,
+    "rotate": _rotate,
+    "resign": _resign,
+}
 
 
 def _public(record: KeyRecord, now: float) -> dict[str, Any]:

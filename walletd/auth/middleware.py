@@ -28,7 +28,8 @@ from walletd.appkeys import (
     SUBJECT,
     VERDICT,
 )
-from walletd.auth.keys import authenticate, mask_key
+from walletd.auth.format import mask_key
+from walletd.auth.keys import authenticate
 from walletd.env import IPNetwork
 from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
 from walletd.observability.logs import api_key_var, client_ip_var

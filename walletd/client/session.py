@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from walletd.auth.keys import mask_key
+from walletd.auth.format import mask_key
 from walletd.client.render import TABLE_HEADER, Progress, short, table_row
 from walletd.errors import EXIT_STATUSES, RATE_LIMITED_CODES, RESUMABLE_CODES
 from walletd.retry import parse_retry_after

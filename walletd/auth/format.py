@@ -1,0 +1,32 @@
+"""The shape of an API key (SPEC §3): `wd_` and 32 characters [A-Za-z0-9]; how it is
+generated, and how much of it a log line may show.
+
+Pure and tiny, so the client (`walletd stream`) masks keys without importing the server.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+KEY_PREFIX = "wd_"
+KEY_BODY_LENGTH = 32
+PREFIX_LENGTH = 10  # what logs and `keys list` may show of a key
+_ALPHABET = string.ascii_letters + string.digits
+_KEY_RE = re.compile(r"wd_[A-Za-z0-9]{32}")
+
+
+def generate_key() -> str:
+    """A new key: `wd_` and 32 characters [A-Za-z0-9] from the OS CSPRNG (190 bits)."""
+    return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(KEY_BODY_LENGTH))
+
+
+def is_well_formed(key: str) -> bool:
+    """True when `key` has the shape of a walletd key (says nothing of its validity)."""
+    return _KEY_RE.fullmatch(key) is not None
+
+
+def mask_key(key: str) -> str:
+    """At most the first 10 characters and `...`, printable only: safe for any log line."""
+    return "".join(c if c.isprintable() else "?" for c in key[:PREFIX_LENGTH]) + "..."
