@@ -26,3 +26,6 @@ sentry_cleanup
 _.content_length
 # Limits.backend: which limiter serves new calls, asserted by the Redis fallback tests.
 _.backend
+# The fake RPC provider's request log records what each call asked for (tests read the
+# fields they need).
+_.pagination_token

@@ -39,9 +39,6 @@ class Scrape:
         assert len(found) == 1, (name, labels, found)
         return found[0]
 
-    def label_values(self, name: str, label: str) -> set[str]:
-        return {s.labels[label] for s in self.samples if s.name == name}
-
 
 async def scrape(client, **kwargs) -> Scrape:
     resp = await client.get("/metrics", **kwargs)

@@ -25,7 +25,10 @@ def stream_tasks() -> list[asyncio.Task]:
     return [
         t
         for t in asyncio.all_tasks()
-        if any("walletd/stream/handler.py" in f.f_code.co_filename for f in t.get_stack())
+        if any(
+            f.f_code.co_filename.endswith(("stream/handler.py", "stream/connection.py"))
+            for f in t.get_stack()
+        )
     ]
 
 

@@ -23,13 +23,12 @@ from walletd.env import (
     IPNetwork,
     Spec,
     env_text,
-    is_loopback,
     is_repetitive,
-    redis_has_credentials,
     setting,
     variable_of,
     webhook_secret_key,
 )
+from walletd.urls import is_loopback, redis_has_credentials
 
 ENVIRONMENTS = ("development", "production", "test")
 LOG_FORMATS = ("json", "text")

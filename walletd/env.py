@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from walletd.urls import MASK, mask_redis_password, mask_url_path
+
 T = TypeVar("T")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-MASK = "***"
 
 # SECRET_KEY in production (SPEC §6): 32+ characters, and not trivially repetitive, which
 # is written down as: at least 8 distinct characters, and not one block repeated (no
@@ -144,18 +145,6 @@ def env_text(value: Any) -> str:
     return str(value)
 
 
-def is_loopback(host: str | None) -> bool:
-    """127.0.0.0/8, ::1 or localhost."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def is_repetitive(secret: str) -> bool:
     """The rule of MIN_SECRET_DISTINCT: too few distinct characters, or periodic."""
     if len(set(secret)) < MIN_SECRET_DISTINCT:
@@ -179,41 +168,6 @@ def webhook_secret_key(secret: str) -> bytes:
     if len(key) < MIN_WEBHOOK_KEY_BYTES:
         raise ValueError(f"the key is {len(key)} bytes, expected {MIN_WEBHOOK_KEY_BYTES} or more")
     return key
-
-
-def _host_port(netloc: str) -> str:
-    return netloc.rpartition("@")[2]
-
-
-def mask_url_path(url: str) -> str:
-    """scheme://host[:port], then /*** if anything followed (a path, query, fragment or
-    user part: providers put keys in any of them)."""
-    parsed = urlsplit(url)
-    base = f"{parsed.scheme}://{_host_port(parsed.netloc)}"
-    hidden = "@" in parsed.netloc or parsed.path.strip("/") or parsed.query or parsed.fragment
-    return base + "/" + MASK if hidden else base
-
-
-def mask_redis_password(url: str) -> str:
-    """The Redis URL with its password (user part or `?password=`) replaced by ***."""
-    parsed = urlsplit(url)
-    netloc = parsed.netloc
-    if parsed.password is not None:
-        user = netloc.rpartition("@")[0].partition(":")[0]
-        netloc = f"{user}:{MASK}@{_host_port(netloc)}"
-    query = "&".join(
-        f"password={MASK}" if part.partition("=")[0].lower() == "password" else part
-        for part in parsed.query.split("&")
-    )
-    # By hand: urlunsplit drops the empty host of unix:///path.
-    return f"{parsed.scheme}://{netloc}{parsed.path}" + (f"?{query}" if query else "")
-
-
-def redis_has_credentials(url: str) -> bool:
-    """A password or ACL user in the user part or the query."""
-    parsed = urlsplit(url)
-    query_names = {part.partition("=")[0].lower() for part in parsed.query.split("&")}
-    return bool(parsed.username or parsed.password) or bool({"password", "username"} & query_names)
 
 
 class EnvReader:

@@ -1,10 +1,8 @@
 """GET /v4/wallet/{address}/stream: validate, prepare, stream the history, finish.
 
 Everything is checked before `prepare()`, so bad input gets an HTTP error; after it,
-failures become one `error` event (SPEC §2) and the server closes the stream. Every
-byte of a stream, prebuilt `trades` frames included, leaves through `WalletStream._write`
-(where compression and byte accounting plug in, SPEC §9). Event data is built through
-the types of walletd/stream/events.py.
+failures become one `error` event (SPEC §2) and the server closes the stream
+(walletd/stream/connection.py).
 """
 
 from __future__ import annotations
@@ -12,57 +10,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
 from walletd.appkeys import (
-    ALERTS,
-    API_KEY,
-    FLAGS,
     HISTORY,
     LIFECYCLE,
     LIMITS,
-    METRICS,
-    REQUEST_ID,
     SETTINGS,
     STREAMS,
     SUBJECT,
 )
 from walletd.config import Settings
 from walletd.errors import (
-    InternalError,
     InvalidEventId,
     InvalidParameter,
     InvalidWallet,
-    ServerShutdown,
     ServiceUnavailable,
-    StreamTimeout,
     WalletdError,
-    WalletNotFound,
 )
-from walletd.observability.logs import stream_id_var, wallet_var
-from walletd.stream import sse
-from walletd.stream.events import (
-    CompleteEvent,
-    ConnectedEvent,
-    ErrorEvent,
-    HeartbeatEvent,
-    ProgressEvent,
-)
+from walletd.stream.connection import WalletStream
 from walletd.trades.solana import is_address, is_signature
-from walletd.trades.summary import TradeFacts, TradeSummary
-from walletd.upstream.history import Recording, ScannedPage
+from walletd.upstream.history import Recording
 
 log = logging.getLogger(__name__)
 
 _DIGITS = re.compile(r"[0-9]{1,12}")
-_FINAL_WRITE_TIMEOUT_S = 5.0
 CURSOR_CHECK_S = 2.0
-LOOKAHEAD_PAGES = 3
 
 
 def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | None, int]:
@@ -134,330 +109,3 @@ async def _check_cursor(recording: Recording) -> None:
         raise
     except (TimeoutError, WalletdError):
         pass
-
-
-class WalletStream:
-    """One client's stream: small per-stream state, the protocol of SPEC §1."""
-
-    __slots__ = (
-        "_reaped",
-        "_stop_reason",
-        "_task",
-        "batches",
-        "bytes_sent",
-        "cursor",
-        "events",
-        "features",
-        "key_id",
-        "last_event_id",
-        "last_write",
-        "limit",
-        "pages_sent",
-        "partial",
-        "request",
-        "response",
-        "scanned",
-        "settings",
-        "started",
-        "stream_id",
-        "trades_sent",
-        "wallet",
-    )
-
-    def __init__(
-        self, request: web.Request, wallet: str, cursor: str | None, limit: int, stream_id: str
-    ) -> None:
-        self.request = request
-        self.settings = request.app[SETTINGS]
-        self.features = request.app[FLAGS].current  # kept for the whole stream
-        self.wallet = wallet
-        self.cursor = cursor
-        self.limit = limit
-        self.stream_id = stream_id
-        record = request.get(API_KEY)
-        self.key_id = None if record is None else record.id
-        self.response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                "X-Stream-ID": self.stream_id,
-            }
-        )
-        self.started = time.monotonic()
-        self.last_write = self.started
-        self.last_event_id = cursor
-        self.events = self.bytes_sent = self.trades_sent = self.scanned = self.batches = 0
-        self.pages_sent = 0  # whole pages sent; their summary is the recording's
-        self.partial: tuple[TradeFacts, ...] = ()  # trades sent of a page cut by `limit`
-        self._stop_reason: WalletdError | None = None
-        self._reaped = False
-        self._task: asyncio.Task[Any] | None = None
-
-    def stop(self, reason: WalletdError) -> None:
-        """End this stream from outside (shutdown, revocation, reaper) with `reason`."""
-        if self._stop_reason is None and self._task is not None:
-            self._stop_reason = reason
-            self._task.cancel()
-
-    def reap(self) -> None:
-        """Close a stale stream's connection at once, with no final event: its client
-        stopped reading, so one would never arrive (SPEC §5). The handler then ends and
-        frees the stream's slot."""
-        self._reaped = True
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-
-    async def run(self, recording: Recording) -> None:
-        """Stream until complete, failed, stopped or the client leaves; never raises
-        except CancelledError when the client left (aiohttp cancels the handler)."""
-        self._task = asyncio.current_task()
-        stream_id_var.set(self.stream_id)
-        wallet_var.set(self.wallet)
-        metrics = self.request.app[METRICS]
-        metrics.stream_started()
-        end_reason = "complete"
-        try:
-            await self.response.prepare(self.request)
-            await self._open()
-            # DEBUG: at INFO this third line per stream cost 5 % of new streams/s
-            # (bench/instrumentation_load.py); stream_finished and the access line say it all.
-            log.debug("stream_started", extra={"resumed_from": self.cursor, "limit": self.limit})
-            max_duration = self.settings.sse_max_stream_duration_s
-            try:
-                async with asyncio.timeout(max_duration) as deadline:
-                    truncated = await self._stream_history(recording)
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
-                raise StreamTimeout(f"after {max_duration}s") from None
-            complete: CompleteEvent = {
-                "trades_found": self.trades_sent,
-                "signatures_scanned": self.scanned,
-                "duration_s": round(time.monotonic() - self.started, 3),
-                "truncated": truncated,
-                "summary": self._summary(recording).to_dict(),
-            }
-            await self._event("complete", complete)
-        except asyncio.CancelledError:
-            reason = self._stop_reason
-            if reason is None:  # the client left (handler cancelled) or the server is stopping
-                end_reason = "reaped" if self._reaped else "client_closed"
-                raise
-            self._task.uncancel()  # type: ignore[union-attr]
-            end_reason = f"error:{reason.code}"
-            await self._fail(reason)
-        except ConnectionResetError:
-            end_reason = "reaped" if self._reaped else "client_closed"
-        except WalletdError as exc:
-            end_reason = f"error:{exc.code}"
-            await self._fail(exc)
-        except Exception as exc:
-            log.exception("stream_failed")
-            end_reason = "error:INTERNAL_ERROR"
-            await self._fail(InternalError(repr(exc)))
-        finally:
-            duration = time.monotonic() - self.started
-            errored = end_reason.startswith("error:")
-            metrics.stream_finished(self, end_reason, duration, errored=errored)
-            self.request.app[ALERTS].check()
-            log.info(
-                "stream_finished",
-                extra={
-                    "end_reason": end_reason,
-                    "events": self.events,
-                    "trades": self.trades_sent,
-                    "bytes": self.bytes_sent,
-                    "duration_s": round(duration, 3),
-                },
-            )
-
-    async def _stream_history(self, recording: Recording) -> bool:
-        """Send the history as `trades` batches; True when `limit` cut it short.
-
-        Work here is per page and per batch, not per trade: pages arrive parsed,
-        encoded and summarised once for every stream of the wallet.
-        """
-        settings = self.settings
-        size = settings.sse_batch_size
-        progress = self.features.progress_events
-        last_progress = time.monotonic()
-        write = self._write
-        index = 0
-        while True:
-            page = recording.peek(index)  # the common case: no coroutine to wait
-            if page is None and (page := await self._next_page(recording, index)) is None:
-                break
-            index += 1
-            count, room = len(page), self.limit - self.trades_sent
-            if count >= room:  # the limit ends the stream inside this page
-                self.partial = page.facts[:room]
-                self.scanned += page.positions[room - 1] + 1
-                for start in range(0, room, size):
-                    await self._send_trades(page, start, min(start + size, room))
-                return count > room or await self._more_trades_after(recording, index)
-            self.scanned += page.scanned
-            # The hot path: the page's prebuilt `trades` events, as they are (no copy). The
-            # stream's counters equal the recording's (see ScannedPage).
-            for frame, last_id, total in zip(page.frames, page.last_ids, page.totals, strict=True):
-                self.last_event_id = last_id  # before the write: see _send_trades
-                await write(frame)
-                self.batches += 1
-                self.trades_sent = total
-            self.pages_sent = index
-            now = self.last_write = time.monotonic()
-            if progress and now - last_progress >= settings.sse_progress_throttle_s:
-                await self._progress("scanning", f"Scanned {self.scanned} transactions")
-                last_progress = now
-        if self.scanned == 0 and self.cursor is None:
-            raise WalletNotFound(self.wallet)
-        return False
-
-    async def _more_trades_after(self, recording: Recording, index: int) -> bool:
-        """Whether trades follow page `index - 1`, for `truncated`.
-
-        Looks at most LOOKAHEAD_PAGES pages ahead (fetching them if needed: a resume would
-        need them anyway). Whatever stays unknown, including a failed fetch, counts as
-        truncated: every trade asked for was sent, so the stream still completes.
-        """
-        for ahead in range(index, index + LOOKAHEAD_PAGES):
-            try:
-                page = await self._next_page(recording, ahead)
-            except WalletdError:
-                return True
-            if page is None:
-                return False
-            if len(page):
-                return True
-        return True
-
-    async def _next_page(self, recording: Recording, index: int) -> ScannedPage | None:
-        """The next page, sending heartbeats while the source is slow."""
-        page = recording.peek(index)
-        if page is not None:
-            return page
-        while True:
-            idle_for = self.last_write + self.settings.sse_keepalive_interval_s - time.monotonic()
-            try:
-                async with asyncio.timeout(max(idle_for, 0)) as idle:
-                    return await recording.page(index)
-            except TimeoutError:
-                if not idle.expired():
-                    raise
-            heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
-            await self._event("heartbeat", heartbeat)
-
-    def _summary(self, recording: Recording) -> TradeSummary:
-        summary = recording.summary_of(self.pages_sent)
-        for facts in self.partial:
-            summary.add(facts)
-        return summary
-
-    async def _send_trades(self, page: ScannedPage, start: int, stop: int) -> None:
-        """Send trades[start:stop] of one batch of `page` as one `trades` event: the
-        page's own frame when the batch is whole, else one built from its bytes."""
-        self.batches += 1
-        self.trades_sent += stop - start
-        last = page.signatures[stop - 1]
-        # Set before the write: once the frame is in the transport it is delivered or the
-        # connection is dead, so a write cut short (timeout, stop) still sent this id.
-        self.last_event_id = last
-        batch = start // page.batch_size
-        if stop == page.batch_end(batch):
-            frame = page.frames[batch]
-        else:
-            body = page.body(start, stop)
-            frame = sse.trades_frame(body, last, self.batches, self.trades_sent)
-        await self._write(frame)
-
-    async def _open(self) -> None:
-        """`retry`, `connected` and the first `progress`, in one write (one syscall)."""
-        connected: ConnectedEvent = {
-            "stream_id": self.stream_id,
-            "wallet": self.wallet,
-            "resumed_from": self.cursor,
-            "timestamp": int(time.time()),
-        }
-        frames = [
-            sse.retry_frame(self.settings.sse_retry_ms),
-            sse.event_frame("connected", connected),
-        ]
-        if self.features.progress_events:
-            frames.append(self._progress_frame("fetching", "Fetching transaction history"))
-        await self._write(b"".join(frames), events=len(frames) - 1)
-
-    async def _progress(self, step: str, message: str) -> None:
-        await self._write(self._progress_frame(step, message))
-
-    def _progress_frame(self, step: str, message: str) -> bytes:
-        progress: ProgressEvent = {
-            "step": step,
-            "message": message,
-            "signatures_scanned": self.scanned,
-            "trades_found": self.trades_sent,
-        }
-        return sse.event_frame("progress", progress)
-
-    async def _event(self, name: str, data: Mapping[str, object]) -> None:
-        await self._write(sse.event_frame(name, data))
-
-    async def _write(self, frame: bytes, *, events: int = 1) -> None:
-        """The one way out for a stream's bytes (SPEC §9): a frame is written as it is,
-        never copied, then counted."""
-        await self.response.write(frame)
-        self.last_write = time.monotonic()
-        self.bytes_sent += len(frame)
-        self.events += events
-
-    async def _fail(self, exc: WalletdError) -> None:
-        """Send `exc` as the final `error` event (best effort).
-
-        Before the response is prepared there is no stream yet: `exc` is re-raised for
-        the error boundary to render as JSON.
-        """
-        if not self.response.prepared:
-            raise exc
-        self._forget_cancelled_drain()  # a stop or a timeout may have cut a write short
-        if exc.status >= 500 and not exc.resumable:
-            log.error("stream_error", extra={"code": exc.code, "detail": str(exc)})
-        # mypy --strict wants every NotRequired key of a ** literal spelled out; the
-        # order (body, stream_id, last_event_id) is the wire's.
-        data: ErrorEvent = {
-            **exc.body(self.request[REQUEST_ID]),  # type: ignore[typeddict-item]
-            "stream_id": self.stream_id,
-        }
-        if exc.resumable:
-            data["last_event_id"] = self.last_event_id
-        try:
-            async with asyncio.timeout(_FINAL_WRITE_TIMEOUT_S):
-                await self._event("error", data)
-            if isinstance(exc, ServerShutdown):
-                async with asyncio.timeout(self.settings.shutdown_grace_s):
-                    await self._flush()
-        except (ConnectionResetError, TimeoutError):
-            pass
-
-    def _forget_cancelled_drain(self) -> None:
-        """Let the connection be written again after stop() cancelled a blocked write.
-
-        aiohttp 3.14 keeps the drain future the cancelled write was waiting on, and every
-        later drain on the connection awaits that cancelled future and raises
-        CancelledError, so the final `error` event would never go out.
-        TODO(aiohttp): drop once BaseProtocol._drain_helper replaces a cancelled waiter.
-        """
-        protocol = self.request.protocol
-        waiter = getattr(protocol, "_drain_waiter", None)
-        if waiter is not None and waiter.cancelled():
-            protocol._drain_waiter = None
-
-    async def _flush(self) -> None:
-        """Hold until the client has every byte: the process is about to exit, and bytes
-        left in the transport's buffer would be lost with it (a slow reader would see
-        its stream cut mid-event, without SERVER_SHUTDOWN)."""
-        transport = self.request.transport
-        if transport is not None:
-            # With a high-water mark of 0 the transport pauses writing until its buffer
-            # is empty, so the drain at the end of write_eof() waits for the last byte.
-            transport.set_write_buffer_limits(high=0)
-        await self.response.write_eof()
