@@ -33,7 +33,12 @@ from walletd.appkeys import (
     STREAMS,
 )
 from walletd.auth.keys import open_keystore
-from walletd.auth.middleware import admission, limits_lifetime, rate_limit_headers
+from walletd.auth.middleware import (
+    admission,
+    keystore_lifetime,
+    limits_lifetime,
+    rate_limit_headers,
+)
 from walletd.config import Settings
 from walletd.env import ConfigError
 from walletd.errors import ServerShutdown
@@ -81,10 +86,17 @@ def create_app(
     app[FLAGS] = FeatureFlags(settings)
     app[LIFECYCLE] = Lifecycle()
     app[STREAMS] = streams = StreamRegistry()
-    app[LIMITS] = Limits(settings, clock=clock)
-    if settings.api_key_required:
-        app[KEYSTORE] = open_keystore(settings)
+    # One Redis client for the app (connections are made lazily), given to the limits,
+    # the key store and the shared histories; closed last, after everything that uses it.
+    redis = redis_client.connect(settings.redis_url) if settings.redis_url else None
+    if redis is not None:
+        app[REDIS] = redis
+        app.cleanup_ctx.append(redis_client.lifetime)
+    app[LIMITS] = Limits(settings, redis=redis, clock=clock)
     app.cleanup_ctx.append(limits_lifetime)
+    if settings.api_key_required:
+        app[KEYSTORE] = open_keystore(settings, redis=redis)
+        app.cleanup_ctx.append(keystore_lifetime)
     app[BREAKER] = breaker if breaker is not None else CircuitBreaker()
     error_rate = ErrorRate(settings.error_rate_window_s)
     app[METRICS] = Metrics(
@@ -99,10 +111,9 @@ def create_app(
         source if source is not None else _select_source(settings, app[METRICS], app[BREAKER])
     )
     shared = None
-    if settings.redis_url:
-        app[REDIS] = redis_client.connect(settings.redis_url)
+    if redis is not None:
         shared = SharedHistories(
-            app[REDIS],
+            redis,
             prefix=settings.redis_prefix,
             ttl_s=settings.cache_ttl_s,
             max_trades=settings.cache_max_trades,
@@ -149,8 +160,6 @@ def _close_sources(*, owns_source: bool):  # type: ignore[no-untyped-def]
         await app[HISTORY].close()
         if owns_source:
             await app[SOURCE].close()
-        if REDIS in app:
-            await app[REDIS].aclose()
 
     return ctx
 

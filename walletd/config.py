@@ -126,7 +126,7 @@ class Settings:
     )
     api_keys_file: str = setting("API_KEYS_FILE", "api_keys.json", "text")
     keystore: str = setting("KEYSTORE", "file", "choice", choices=KEYSTORES)
-    keystore_stale_max_s: float = setting("KEYSTORE_STALE_MAX", 300.0, "float", lo=1, hi=86_400)
+    keystore_stale_max_s: float = setting("KEYSTORE_STALE_MAX", 300.0, "float", lo=0, hi=86_400)
     redis_url: str | None = setting("REDIS_URL", None, "redis_url")
     redis_prefix: str = setting("REDIS_PREFIX", "walletd:", "text")
     rate_limit_requests: int = setting("RATE_LIMIT_REQUESTS", 50, "int", lo=1, hi=1_000_000)

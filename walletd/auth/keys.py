@@ -26,6 +26,8 @@ from walletd.auth.format import PREFIX_LENGTH, generate_key, is_well_formed, mas
 from walletd.errors import InvalidApiKey
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from walletd.config import Settings
 
 Clock = Callable[[], float]
@@ -220,7 +222,9 @@ async def authenticate(store: KeyStore, key: str, now: float) -> KeyRecord:
     return record
 
 
-def open_keystore(settings: Settings, *, clock: Clock = time.time) -> KeyStore:
+def open_keystore(
+    settings: Settings, *, redis: Redis | None = None, clock: Clock = time.time
+) -> KeyStore:
     """The store the settings select. Raises ValueError without SECRET_KEY (or REDIS_URL)."""
     # Imported here: the stores import this module, and the client must not load them.
     from walletd.auth.store_file import FileKeyStore
@@ -233,9 +237,14 @@ def open_keystore(settings: Settings, *, clock: Clock = time.time) -> KeyStore:
     if settings.keystore == "redis":
         if not settings.redis_url:
             raise ValueError("KEYSTORE=redis needs REDIS_URL")
-        client, stale_max_s = connect(settings.redis_url), settings.keystore_stale_max_s
         return RedisKeyStore(
-            client, settings.redis_prefix, hasher, signer, clock=clock, stale_max_s=stale_max_s
+            redis or connect(settings.redis_url),
+            settings.redis_prefix,
+            hasher,
+            signer,
+            clock=clock,
+            stale_max_s=settings.keystore_stale_max_s,
+            owns_client=redis is None,  # the app's client is closed by the app
         )
     return FileKeyStore(Path(settings.api_keys_file), hasher, signer, clock=clock)
 

@@ -137,9 +137,13 @@ async def rate_limit_headers(request: web.Request, resp: web.StreamResponse) -> 
 
 
 async def limits_lifetime(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the limiter (and its Redis tasks) and the key store live with the app."""
+    """cleanup_ctx: the limiter and its Redis tasks live with the app."""
     await app[LIMITS].start()
     yield
     await app[LIMITS].close()
-    if KEYSTORE in app:
-        await app[KEYSTORE].close()
+
+
+async def keystore_lifetime(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the key store lives with the app."""
+    yield
+    await app[KEYSTORE].close()

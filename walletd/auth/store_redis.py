@@ -85,8 +85,10 @@ class RedisKeyStore(KeyStore):
         cache_s: float = 2.0,
         stale_max_s: float = STALE_MAX_S,
         max_unknown: int = 10_000,
+        owns_client: bool = False,
     ) -> None:
         self._client = client
+        self._owns_client = owns_client  # opened for a tool (`walletd keys`), not the app's
         self._prefix = prefix
         self._ids_key = f"{prefix}keyids"
         self._hasher = hasher
@@ -281,7 +283,8 @@ class RedisKeyStore(KeyStore):
         self._generation += 1
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
     def _queue_write(self, pipe: Any, record: KeyRecord) -> None:
         pipe.set(self._record_key(record.digest), json.dumps(dump_record(record, self._signer)))

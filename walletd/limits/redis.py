@@ -218,9 +218,7 @@ class RedisLimits:
             except Exception:  # a bug must not stop refreshing: every live lease would lapse
                 log.exception("lease_refresh_failed")
 
-    async def close(self) -> None:
-        """Close the client; held leases are left to lapse (their streams own them)."""
-        if self.closed:
-            return
+    def close(self) -> None:
+        """Stop using Redis (the client is its owner's to close); held leases are left to
+        lapse (their streams own them)."""
         self.closed = True
-        await self._client.aclose()

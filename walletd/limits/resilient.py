@@ -14,6 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from redis.asyncio import Redis
+
 from walletd.config import Settings
 from walletd.limits.memory import MemoryRequestLimiter, MemoryStreamCap
 from walletd.limits.model import Lease, Verdict, stream_retry_after
@@ -37,10 +39,13 @@ class Limits:
         self,
         settings: Settings,
         *,
+        redis: Redis | None = None,
         clock: Callable[[], float] = time.monotonic,
         probe_interval_s: float = PROBE_INTERVAL_S,
     ) -> None:
         self._settings = settings
+        self._client = redis  # the app's client; without one (tools, tests) start() opens its own
+        self._owned_client: Redis | None = None
         self._clock = clock
         self._probe_interval_s = probe_interval_s
         retry_after = stream_retry_after(settings.stream_lease_ttl_s)
@@ -73,8 +78,10 @@ class Limits:
         if url is None or self._redis is not None:
             return
         s = self._settings
+        if self._client is None:
+            self._client = self._owned_client = connect(url)
         self._redis = RedisLimits(
-            connect(url),
+            self._client,
             prefix=s.redis_prefix,
             limit=s.rate_limit_requests,
             window_s=s.rate_limit_window_s,
@@ -93,8 +100,8 @@ class Limits:
         ]
 
     async def close(self) -> None:
-        """Stop the tasks and close Redis. Leases still held are not released: their
-        streams own them, and Redis leases lapse within the TTL."""
+        """Stop the tasks (and close a Redis client of its own). Leases still held are not
+        released: their streams own them, and Redis leases lapse within the TTL."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -102,7 +109,9 @@ class Limits:
                 await task
         self._tasks = []
         if self._redis is not None:
-            await self._redis.close()
+            self._redis.close()
+        if self._owned_client is not None:
+            await self._owned_client.aclose()
 
     async def hit(self, subject: str) -> Verdict:
         """Count a request of `subject` if its window has room; refused ones are not counted."""

@@ -7,10 +7,15 @@ memory at once. Callers treat any `REDIS_ERRORS` as "Redis unreachable".
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import redis.asyncio as redis
+from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
+
+from walletd.appkeys import REDIS
 
 TIMEOUT_S = 0.5
 # RedisError covers ConnectionError and TimeoutError of redis-py (not the builtins);
@@ -28,3 +33,10 @@ def connect(url: str, *, timeout_s: float = TIMEOUT_S) -> redis.Redis:
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+async def lifetime(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the app's one client (app[REDIS]) is closed after everything that
+    uses it has stopped (it is registered first, so it is torn down last)."""
+    yield
+    await app[REDIS].aclose()
