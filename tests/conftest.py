@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as redis
-import redis_server
 from aiohttp.test_utils import TestClient
-from walletd_process import Server, start
 
+from tests import redis_server
+from tests.support import DATA, UNLIMITED, ServeFn, StartLimits, make_settings
+from tests.walletd_process import Server, start
 from walletd.app import create_app
 from walletd.config import Settings
 from walletd.limits import Limits
@@ -24,24 +24,8 @@ from walletd.ops.redis import connect
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.source import TradeSource
 
+
 # Real transactions copied from public repositories (data/README.md).
-DATA = Path(__file__).resolve().parent / "data"
-# A demo wallet with a history of 111 transactions (see walletd.upstream.demo).
-WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"
-
-ServeFn = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-def make_settings(**env: Any) -> Settings:
-    """Settings from SPEC defaults plus `env` overrides (values stringified like env vars)."""
-    return Settings.from_env({k: str(v) for k, v in env.items()})
-
-
-# Tests of other things open more streams and requests than SPEC §3's defaults allow one
-# client; tests of the limits set their own.
-UNLIMITED = {"RATE_LIMIT_REQUESTS": 1_000_000, "RATE_LIMIT_STREAMING_CONNECTIONS": 100_000}
-
-
 @pytest.fixture
 def keyed(tmp_path: Path) -> dict[str, str]:
     """Settings for a walletd that requires keys, with a key file of this test's own."""
@@ -107,9 +91,6 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
     await client.aclose()
 
 
-StartLimits = Callable[..., Awaitable[Limits]]
-
-
 @pytest.fixture
 async def start_limits(redis_prefix: str) -> AsyncIterator[StartLimits]:
     """Start `Limits` on the Redis at a URL, under this test's prefix; all closed after.
@@ -131,19 +112,6 @@ async def start_limits(redis_prefix: str) -> AsyncIterator[StartLimits]:
     yield make
     for limits in made:
         await limits.close()
-
-
-def log_messages(
-    caplog: pytest.LogCaptureFixture, logger: str
-) -> Callable[[str], list[logging.LogRecord]]:
-    """Capture `logger` from INFO up: `named = log_messages(caplog, "walletd.limits")`,
-    then `named("redis_unreachable")` lists its records of that message."""
-    caplog.set_level(logging.INFO, logger=logger)
-
-    def named(message: str) -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == logger and r.msg == message]
-
-    return named
 
 
 HELIUS_SAMPLES = (

@@ -82,7 +82,7 @@ import orjson
 from aiohttp import web
 
 try:  # as a module of the tests folder (pytest) or of the repository (python -m tests...)
-    from fake_helius import (
+    from tests.fake_helius import (
         _STOPPING,
         EndpointFaults,
         Kind,
@@ -94,7 +94,7 @@ try:  # as a module of the tests folder (pytest) or of the repository (python -m
         _seconds,
         synthetic_transactions,
     )
-    from rpc_shapes import to_rpc
+    from tests.rpc_shapes import to_rpc
 except ImportError:  # pragma: no cover
     from tests.fake_helius import (
         _STOPPING,

@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 import pytest
-from clocks import FakeClock
 
+from tests.clocks import FakeClock
 from walletd.auth.keys import KeyHasher, KeyRecord, KeyStore, RecordSigner, authenticate
 from walletd.auth.store_file import FileKeyStore
 from walletd.auth.store_redis import RedisKeyStore
@@ -24,7 +24,7 @@ def make_file_store(path: str | os.PathLike[str], **options: Any) -> FileKeyStor
 
 
 def make_redis_store(url: str, prefix: str, **options: Any) -> RedisKeyStore:
-    return RedisKeyStore(connect(url), prefix, HASHER, SIGNER, **options)
+    return RedisKeyStore(connect(url), prefix, HASHER, SIGNER, owns_client=True, **options)
 
 
 async def revoke_and_check(

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from ci import missing
+from tests.ci import missing
 
 
 def free_port() -> int:

@@ -7,12 +7,12 @@ import logging
 import time
 
 import pytest
-from clocks import FakeClock
-from conftest import WALLET
-from fakes import ListSource, demo_pages
-from sse_client import read_events
-from waiting import eventually
 
+from tests.clocks import FakeClock
+from tests.fakes import ListSource, demo_pages
+from tests.sse_client import read_events
+from tests.support import WALLET
+from tests.waiting import eventually
 from walletd.appkeys import KEYSTORE, STREAMS
 from walletd.auth.keys import KeyStore
 

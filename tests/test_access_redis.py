@@ -7,11 +7,10 @@ import json
 import logging
 import time
 
-from conftest import WALLET
-from fakes import ListSource, demo_pages
-from sse_client import read_events
-from waiting import eventually
-
+from tests.fakes import ListSource, demo_pages
+from tests.sse_client import read_events
+from tests.support import WALLET
+from tests.waiting import eventually
 from walletd.appkeys import KEYSTORE, LIMITS
 from walletd.auth.keys import KeyHasher
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from clocks import FakeClock
-from conftest import log_messages
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from tests.clocks import FakeClock
+from tests.support import log_messages
 from walletd.config import Settings
 from walletd.env import webhook_secret_key
 from walletd.observability.alerts import MAX_IN_FLIGHT, MIN_STREAMS, AlertMonitor, ErrorRate

@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 import pytest
-from conftest import WALLET
 
+from tests.support import WALLET
 from walletd.upstream.demo import signature_at
 
 SIGNATURE = signature_at(WALLET, 0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from clocks import FakeClock
 
+from tests.clocks import FakeClock
 from walletd.errors import ServiceUnavailable
 from walletd.upstream.breaker import CircuitBreaker, CircuitState
 

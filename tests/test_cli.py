@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
-from conftest import WALLET
-from sse_client import parse, read_events
-from walletd_process import serve_args, until_stalled, walletd
 
+from tests.sse_client import parse, read_events
+from tests.support import WALLET
+from tests.walletd_process import serve_args, until_stalled, walletd
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
 from walletd.config import TABLE
 from walletd.upstream.demo import LARGE_DEMO_WALLET

@@ -7,8 +7,8 @@ import time
 
 import base58
 import pytest
-from conftest import WALLET
 
+from tests.support import WALLET
 from walletd.errors import InvalidEventId
 from walletd.trades.solana import USDC_MINT, USDT_MINT, is_signature
 from walletd.upstream.demo import (

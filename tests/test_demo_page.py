@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
-from ci import missing
-from conftest import WALLET, ServeFn
-from sse_client import Stream, parse
-from walletd_process import Server, serve_args, walletd
 
+from tests.ci import missing
+from tests.sse_client import Stream, parse
+from tests.support import WALLET, ServeFn
+from tests.walletd_process import Server, serve_args, walletd
 from walletd.api.boundary import SECURITY_HEADERS
 from walletd.api.demo_page import CONTENT_TYPES
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ci import missing
 
+from tests.ci import missing
 from walletd.api.boundary import MAX_HEADER_BYTES, MAX_LINE_BYTES
 from walletd.app import create_app
 from walletd.appkeys import METRICS

@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 import base58
 import pytest
-from fake_helius import (
+
+from tests.fake_helius import (
     RPC,
     TRANSACTIONS,
     WALLETDOCTOR_WALLET,
@@ -22,8 +23,7 @@ from fake_helius import (
     _parse_args,
     sample_records,
 )
-from fakes import demo_pages
-
+from tests.fakes import demo_pages
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, LARGE_DEMO_WALLET
 
 WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"  # 111 demo transactions

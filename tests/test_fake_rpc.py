@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import base58
 import pytest
-from fake_rpc import FakeRpc, Kind, TokenBucket
 
+from tests.fake_rpc import FakeRpc, Kind, TokenBucket
 from walletd.upstream.helius.reader import parse_transaction
 from walletd.upstream.rpc.reader import parse_rpc_transaction
 

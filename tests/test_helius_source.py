@@ -6,11 +6,11 @@ import asyncio
 import time
 
 import pytest
-from clocks import FakeClock
-from conftest import WALLET
-from fake_helius import FakeHelius
-from sse_client import parse, read_events
 
+from tests.clocks import FakeClock
+from tests.fake_helius import FakeHelius
+from tests.sse_client import parse, read_events
+from tests.support import WALLET
 from walletd.upstream.breaker import CircuitBreaker, CircuitState
 from walletd.upstream.demo import LARGE_DEMO_WALLET, DemoSource
 from walletd.upstream.helius.reader import parse_transaction

@@ -7,10 +7,10 @@ import itertools
 import json
 
 import pytest
-from conftest import WALLET
-from fakes import ListSource, demo_pages
-from sse_client import parse
 
+from tests.fakes import ListSource, demo_pages
+from tests.sse_client import parse
+from tests.support import WALLET
 from walletd.errors import DataFetchError
 from walletd.upstream.helius.reader import parse_transaction
 from walletd.upstream.history import HistoryCache

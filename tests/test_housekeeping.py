@@ -10,11 +10,11 @@ import socket
 import aiohttp
 import psutil
 import pytest
-from conftest import WALLET
-from fakes import ListSource, demo_pages
-from sse_client import read_events
-from waiting import eventually
 
+from tests.fakes import ListSource, demo_pages
+from tests.sse_client import read_events
+from tests.support import WALLET
+from tests.waiting import eventually
 from walletd.appkeys import HISTORY, METRICS, STREAMS
 from walletd.upstream.demo import LARGE_DEMO_WALLET
 

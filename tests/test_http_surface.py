@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import WALLET
 
+from tests.support import WALLET
 from walletd.api.boundary import HSTS, SECURITY_HEADERS
 
 STREAM = f"/v4/wallet/{WALLET}/stream"

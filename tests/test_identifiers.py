@@ -21,9 +21,9 @@ from typing import Any
 
 import base58
 import pytest
-from conftest import DATA
 
 import walletd
+from tests.support import DATA
 
 # Addresses the demo source makes up (README names them): no chain has heard of them.
 SYNTHETIC = {"LARGE_DEMO_WALLET", "EMPTY_DEMO_WALLET"}

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
-from keystores import HASHER, SECRET, SIGNER
 
+from tests.keystores import HASHER, SECRET, SIGNER
+from tests.support import make_settings
 from walletd.auth.format import generate_key, is_well_formed, mask_key
 from walletd.auth.keys import (
     KeyHasher,

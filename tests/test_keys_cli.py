@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
 
+from tests.support import make_settings
 from walletd import cli
 from walletd.auth import cli as keys_cli
 from walletd.auth.keys import KeyHasher

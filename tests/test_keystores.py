@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clocks import FakeClock
-from keystores import HASHER, SECRET, SIGNER, make_file_store, make_redis_store
 
+from tests.clocks import FakeClock
+from tests.keystores import HASHER, SECRET, SIGNER, make_file_store, make_redis_store
 from walletd.auth.format import generate_key
 from walletd.auth.keys import SCOPES, KeyHasher, KeyNotFound, KeyStore, authenticate
 from walletd.auth.store_file import FileKeyStore

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from conftest import StartLimits, log_messages
-from redis_server import RedisServer
-from waiting import eventually
 
+from tests.redis_server import RedisServer
+from tests.support import StartLimits, log_messages
+from tests.waiting import eventually
 from walletd.errors import TooManyStreams
 from walletd.limits import Limits
 from walletd.ops.redis import connect

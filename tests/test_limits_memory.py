@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from clocks import FakeClock
 
+from tests.clocks import FakeClock
 from walletd.config import Settings
 from walletd.errors import TooManyStreams
 from walletd.limits import Limits

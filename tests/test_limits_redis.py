@@ -6,9 +6,9 @@ import functools
 
 import pytest
 import redis.asyncio as redis
-from conftest import StartLimits
-from waiting import eventually
 
+from tests.support import StartLimits
+from tests.waiting import eventually
 from walletd.errors import TooManyStreams
 
 

@@ -8,9 +8,10 @@ import signal
 
 import aiohttp
 import pytest
-from conftest import WALLET
-from sse_client import read_events
-from walletd_process import walletd
+
+from tests.sse_client import read_events
+from tests.support import WALLET
+from tests.walletd_process import walletd
 
 REQUIRED = {"timestamp", "level", "message", "logger"}
 SECRET = "l" * 32

@@ -7,14 +7,14 @@ import asyncio
 import aiohttp
 import psutil
 import pytest
-from conftest import WALLET
-from fake_helius import FakeHelius
-from fakes import ListSource, demo_pages
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sse_client import parse, read_events
-from walletd_process import free_port
 
+from tests.fake_helius import FakeHelius
+from tests.fakes import ListSource, demo_pages
+from tests.sse_client import parse, read_events
+from tests.support import WALLET
+from tests.walletd_process import free_port
 from walletd.appkeys import KEYSTORE, METRICS
 
 EMPTY = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # a demo address without history

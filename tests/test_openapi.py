@@ -18,7 +18,6 @@ import jsonschema
 import openapi_spec_validator
 import pytest
 import schemathesis
-from conftest import WALLET, make_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -30,8 +29,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sse_client import parse
 
+from tests.sse_client import parse
+from tests.support import WALLET, make_settings
 from walletd.api import demo_page
 from walletd.api.jsonschema import SchemaBuilder
 from walletd.api.openapi import DEMO_ASSETS, openapi_document

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import WALLET
 
+from tests.support import WALLET
 from walletd.trades.model import format_units
 from walletd.upstream.demo import DemoSource
 from walletd.upstream.helius.reader import parse_transaction

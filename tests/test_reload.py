@@ -9,10 +9,10 @@ import signal
 import socket
 
 import aiohttp
-from conftest import WALLET
-from sse_client import read_events
-from walletd_process import until_stalled, walletd
 
+from tests.sse_client import read_events
+from tests.support import WALLET
+from tests.walletd_process import until_stalled, walletd
 from walletd.cli import EXIT_CONFIG
 from walletd.upstream.demo import LARGE_DEMO_WALLET
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from fake_helius import synthetic_transactions
-from rpc_shapes import to_rpc
 
+from tests.fake_helius import synthetic_transactions
+from tests.rpc_shapes import to_rpc
 from walletd.upstream.helius.reader import parse_transaction
 from walletd.upstream.rpc.reader import parse_rpc_transaction
 

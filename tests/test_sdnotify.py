@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from walletd_process import free_port, serve_args, walletd
 
+from tests.walletd_process import free_port, serve_args, walletd
 from walletd.ops.sdnotify import notify, reloading, watchdog_interval_s
 
 

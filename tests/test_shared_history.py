@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import WALLET
-from fake_helius import FakeHelius
-from redis_server import free_port
-from sse_client import parse
 
+from tests.fake_helius import FakeHelius
+from tests.redis_server import free_port
+from tests.sse_client import parse
+from tests.support import WALLET
 from walletd.appkeys import HISTORY
 from walletd.upstream.demo import LARGE_DEMO_WALLET
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from sse_client import parse
 
+from tests.sse_client import parse
 from walletd.stream import sse
 
 

@@ -13,9 +13,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from clocks import FakeClock
-from keystores import SECRET, make_file_store, revoke_and_check
 
+from tests.clocks import FakeClock
+from tests.keystores import SECRET, make_file_store, revoke_and_check
 from walletd.auth.format import generate_key
 from walletd.auth.keys import KeyHasher, authenticate
 from walletd.errors import InvalidApiKey

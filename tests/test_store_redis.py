@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from clocks import FakeClock
-from keystores import SECRET, make_redis_store, revoke_and_check
 
+from tests.clocks import FakeClock
+from tests.keystores import SECRET, make_redis_store, revoke_and_check
 from walletd.auth.format import generate_key
 from walletd.auth.keys import KeyHasher, KeyRecord, authenticate
 from walletd.auth.store_redis import RedisKeyStore

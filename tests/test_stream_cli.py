@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import WALLET
-from fakes import ListSource, demo_pages
-from redis_server import free_port
-from sse_client import parse, read_events
-from walletd_process import Server, serve_args, walletd
 
+from tests.fakes import ListSource, demo_pages
+from tests.redis_server import free_port
+from tests.sse_client import parse, read_events
+from tests.support import WALLET
+from tests.walletd_process import Server, serve_args, walletd
 from walletd.appkeys import KEYSTORE
 from walletd.client import stream as stream_cli
 from walletd.client.render import PROGRESS_INTERVAL_S, Progress

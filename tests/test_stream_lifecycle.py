@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import WALLET
-from fakes import ListSource, demo_pages
-from sse_client import parse, read_events
 
+from tests.fakes import ListSource, demo_pages
+from tests.sse_client import parse, read_events
+from tests.support import WALLET
 from walletd.appkeys import HISTORY, STREAMS
 from walletd.errors import DataFetchError, ServiceUnavailable
 

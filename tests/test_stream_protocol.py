@@ -6,9 +6,9 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from conftest import WALLET
-from sse_client import parse
 
+from tests.sse_client import parse
+from tests.support import WALLET
 from walletd.trades.solana import WSOL_MINT
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, DemoSource
 from walletd.upstream.helius.reader import parse_transaction

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import WALLET
-from sse_client import parse
+
+from tests.sse_client import parse
+from tests.support import WALLET
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
 

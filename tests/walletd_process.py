@@ -9,7 +9,8 @@ import sys
 from typing import Any
 
 import aiohttp
-from redis_server import free_port
+
+from tests.redis_server import free_port
 
 
 class Server:

@@ -1,0 +1,1 @@
+"""walletd's test suite: real servers over real HTTP, a real Redis, fake upstreams."""
