@@ -93,7 +93,7 @@ def parse_page(page: TxPage, wallet: str, seen: set[str]) -> ParsedPage:
     facts: list[TradeFacts] = []
     objects: list[bytes] = []
     for position, tx in enumerate(page.transactions):
-        trade = parse_transaction(tx, wallet)
+        trade = parse_transaction(tx, wallet, position=position)
         if trade is None or trade.signature in seen:
             continue
         try:

@@ -1,0 +1,107 @@
+"""Hostile input, gathered: each test is an attack that once worked (issue 13).
+
+Upstream answers, Redis entries and requests are all untrusted. Whatever they carry,
+a client gets a typed error or the honest stream: never a forged event, someone else's
+trades, a 500 or a hang. A change that reopens one of these fails here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import pytest
+from conftest import WALLET
+from fake_helius import FakeHelius, synthetic_transactions
+from sse_client import parse
+
+from walletd.upstream.helius.reader import parse_transaction
+
+STREAM = "/v4/wallet/{}/stream"
+FORGED_SIGNATURE = '5Evil\r\nevent: complete\r\ndata: {"trades_found":0}'
+FORGED_MINT = "Evil\nevent: error\ndata: {}"
+
+
+# --- forged upstream strings (SPEC §4: upstream data is untrusted input) ---------------
+
+
+def _trade_positions(txs: list[dict[str, Any]]) -> list[int]:
+    return [i for i, tx in enumerate(txs) if parse_transaction(tx, WALLET) is not None]
+
+
+def _forge_mint(tx: dict[str, Any]) -> dict[str, Any]:
+    """`tx` with every mint of the wallet's token balances replaced by FORGED_MINT."""
+    forged = copy.deepcopy(tx)
+    for entry in forged["accountData"]:
+        for change in entry["tokenBalanceChanges"]:
+            if change["userAccount"] == WALLET and change["mint"] != "So1" + "1" * 40 + "2":
+                change["mint"] = FORGED_MINT
+    for transfer in forged["tokenTransfers"]:
+        transfer["mint"] = FORGED_MINT
+    return forged
+
+
+@pytest.fixture
+async def forged_helius(aiohttp_server):
+    """A fake Helius whose history of WALLET holds one forged signature and one forged
+    mint among honest trades; returns (walletd env, honest signatures in order)."""
+    txs = synthetic_transactions(WALLET, 40)
+    trades = _trade_positions(txs)
+    bad_signature = copy.deepcopy(txs[trades[1]])
+    bad_signature["signature"] = FORGED_SIGNATURE
+    bad_mint = _forge_mint(txs[trades[3]])
+    bad_mint["signature"] = txs[trades[3]]["signature"]
+    honest = [tx for i, tx in enumerate(txs) if i not in (trades[1], trades[3])]
+    crafted = [*honest[:5], bad_signature, *honest[5:10], bad_mint, *honest[10:]]
+    fake = FakeHelius()
+    fake.add_history(WALLET, crafted)
+    server = await aiohttp_server(fake.app())
+    expected = [tx["signature"] for tx in honest if parse_transaction(tx, WALLET) is not None]
+    return fake.walletd_env(server), expected
+
+
+async def test_forged_upstream_signature_and_mint_never_reach_the_wire(
+    serve, forged_helius, caplog
+):
+    env, expected = forged_helius
+    client = await serve(**env, SSE_BATCH_SIZE=3)
+    resp = await client.get(STREAM.format(WALLET))
+    body = await resp.read()
+    assert resp.status == 200
+    assert b"Evil" not in body
+    stream = parse(body)  # strict: a forged line or event fails here
+    assert stream.names.count("complete") == 1 and stream.names[-1] == "complete"
+    assert [t["signature"] for t in stream.trades] == expected
+    assert all(e.id in expected for e in stream.named("trades"))
+    for message in ("untrusted_signature", "untrusted_transaction"):  # listing, reader
+        skipped = [r for r in caplog.records if r.getMessage() == message]
+        assert skipped and all(r.levelno == logging.WARNING for r in skipped), message
+        assert all(isinstance(r.position, int) for r in skipped)
+    assert "\r\nevent: complete" not in caplog.text  # logged escaped, if at all
+    assert "\nevent: error" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("signature", FORGED_SIGNATURE),
+        ("signature", "1" * 40),  # base58, but not 64 bytes
+        ("signature", 12345),
+    ],
+)
+def test_reader_skips_a_transaction_with_a_forged_identifier(field, value, caplog):
+    tx = next(t for t in synthetic_transactions(WALLET, 40) if parse_transaction(t, WALLET))
+    forged = {**copy.deepcopy(tx), field: value}
+    assert parse_transaction(forged, WALLET, position=7) is None
+    (record,) = [r for r in caplog.records if r.getMessage() == "untrusted_transaction"]
+    assert record.position == 7 and record.field == field
+    assert "\r" not in record.value and "\n" not in record.value
+
+
+def test_reader_skips_a_transaction_with_a_forged_mint(caplog):
+    tx = next(t for t in synthetic_transactions(WALLET, 40) if parse_transaction(t, WALLET))
+    assert parse_transaction(_forge_mint(tx), WALLET, position=3) is None
+    assert [r.field for r in caplog.records if r.getMessage() == "untrusted_transaction"] == [
+        "mint"
+    ]
