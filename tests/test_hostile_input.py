@@ -16,6 +16,8 @@ from conftest import WALLET
 from fake_helius import FakeHelius, synthetic_transactions
 from sse_client import parse
 
+from walletd.appkeys import HISTORY
+from walletd.upstream.demo import LARGE_DEMO_WALLET
 from walletd.upstream.helius.reader import parse_transaction
 
 STREAM = "/v4/wallet/{}/stream"
@@ -105,3 +107,72 @@ def test_reader_skips_a_transaction_with_a_forged_mint(caplog):
     assert [r.field for r in caplog.records if r.getMessage() == "untrusted_transaction"] == [
         "mint"
     ]
+
+
+# --- poisoned shared histories (SPEC §3: nothing read back from Redis is trusted) ------
+
+
+@pytest.fixture
+async def shared(aiohttp_server, redis_url, redis_prefix):
+    """(env, fake) of walletds sharing histories through a real Redis, over a fake Helius
+    that knows WALLET (111 transactions) and LARGE_DEMO_WALLET (1500)."""
+    fake = FakeHelius(synthetic={WALLET: None, LARGE_DEMO_WALLET: 1500})
+    server = await aiohttp_server(fake.app())
+    env = fake.walletd_env(
+        server, REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix, SECRET_KEY="k" * 32
+    )
+    return env, fake
+
+
+async def _stream(client, wallet):
+    resp = await client.get(STREAM.format(wallet))
+    stream = parse(await resp.read())
+    await client.server.app[HISTORY].settle()  # the history is shared by now
+    return stream
+
+
+async def _entry_key(redis_client, redis_prefix, wallet):
+    (key,) = [k async for k in redis_client.scan_iter(f"{redis_prefix}history:*:{wallet}:-")]
+    return key
+
+
+async def test_a_history_copied_under_another_wallet_is_a_miss(
+    serve, shared, redis_client, redis_prefix, caplog
+):
+    env, fake = shared
+    first = await serve(**env)
+    theirs = await _stream(first, LARGE_DEMO_WALLET)
+    ours = await _stream(first, WALLET)
+    assert theirs.trades and ours.trades
+    source = await _entry_key(redis_client, redis_prefix, LARGE_DEMO_WALLET)
+    target = await _entry_key(redis_client, redis_prefix, WALLET)
+    await redis_client.set(target, await redis_client.get(source))  # the poisoning
+    calls = len(fake.calls("rpc"))
+    other = await serve(**env)  # another process: only Redis can tell it anything
+    again = await _stream(other, WALLET)
+    assert again.trades == ours.trades  # its own trades, fetched again
+    assert len(fake.calls("rpc")) > calls
+    refused = [r for r in caplog.records if r.getMessage() == "history_cache_forged"]
+    assert refused and all(r.levelno == logging.ERROR for r in refused)
+
+
+async def test_a_tampered_history_is_a_miss_and_a_valid_one_a_hit(
+    serve, shared, redis_client, redis_prefix, caplog
+):
+    env, fake = shared
+    first = await serve(**env)
+    original = await _stream(first, WALLET)
+    key = await _entry_key(redis_client, redis_prefix, WALLET)
+    blob = await redis_client.get(key)
+    calls = len(fake.calls("rpc"))
+    hit = await _stream(await serve(**env), WALLET)  # valid: a hit, no upstream call
+    assert hit.trades == original.trades and len(fake.calls("rpc")) == calls
+    flipped = bytearray(blob)
+    flipped[len(flipped) // 2] ^= 0x01
+    for tampered in (bytes(flipped), blob + b"\nevent: error\ndata: {}\n\n"):
+        await redis_client.set(key, tampered)
+        again = await _stream(await serve(**env), WALLET)
+        assert again.trades == original.trades and again.names[-1] == "complete"
+        assert len(fake.calls("rpc")) > calls  # a miss: fetched from the upstream
+        calls = len(fake.calls("rpc"))
+    assert len([r for r in caplog.records if r.getMessage() == "history_cache_forged"]) == 2

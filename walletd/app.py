@@ -48,7 +48,7 @@ from walletd.upstream.demo import DemoSource
 from walletd.upstream.helius.client import HeliusClient
 from walletd.upstream.helius.source import HeliusSource
 from walletd.upstream.history import HistoryCache
-from walletd.upstream.shared_history import SharedHistories
+from walletd.upstream.shared_history import SharedHistories, history_key
 from walletd.upstream.source import TradeSource
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,10 @@ def create_app(
     shared = None
     if settings.redis_url:
         app[REDIS] = redis_client.connect(settings.redis_url)
+    if settings.redis_url and settings.secret_key:  # unsigned entries are never shared
         shared = SharedHistories(
             app[REDIS],
+            key=history_key(settings.secret_key),
             prefix=settings.redis_prefix,
             ttl_s=settings.cache_ttl_s,
             max_trades=settings.cache_max_trades,

@@ -202,6 +202,11 @@ class Settings:
                 "REDIS_URL is not set: rate limits, stream caps and the history cache are "
                 "per process"
             )
+        if self.redis_url and not self.secret_key:
+            out.append(
+                "REDIS_URL without SECRET_KEY: finished histories are not shared through "
+                "Redis (entries are signed with a key derived from SECRET_KEY)"
+            )
         return out
 
     def _production_problems(self) -> list[str]:
