@@ -16,7 +16,7 @@ from conftest import WALLET
 from fake_helius import FakeHelius, synthetic_transactions
 from sse_client import parse
 
-from walletd.appkeys import HISTORY
+from walletd.appkeys import HISTORY, KEYSTORE
 from walletd.upstream.demo import LARGE_DEMO_WALLET
 from walletd.upstream.helius.reader import parse_transaction
 
@@ -176,3 +176,51 @@ async def test_a_tampered_history_is_a_miss_and_a_valid_one_a_hit(
         assert len(fake.calls("rpc")) > calls  # a miss: fetched from the upstream
         calls = len(fake.calls("rpc"))
     assert len([r for r in caplog.records if r.getMessage() == "history_cache_forged"]) == 2
+
+
+# --- guessing keys (SPEC §3: failed authentications count per client address) -----------
+
+
+async def _guess_keys(client, attempts, **headers):
+    statuses = []
+    for i in range(attempts):
+        guess = f"wd_{i:032d}"
+        resp = await client.get(STREAM.format(WALLET), headers={"X-API-Key": guess, **headers})
+        statuses.append(resp.status)
+        last = (resp.headers, await resp.json())
+    return statuses, last
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_guessing_keys_is_refused_after_the_failure_limit(
+    serve, keyed, backend, redis_url, redis_prefix
+):
+    env = {**keyed, "AUTH_FAILURE_LIMIT": 5, "RATE_LIMIT_WINDOW": 30}
+    if backend == "redis":
+        env |= {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix}
+    client = await serve(**env)
+    statuses, (headers, body) = await _guess_keys(client, 8)
+    assert statuses == [401] * 5 + [429] * 3
+    assert body["code"] == "RATE_LIMITED"
+    assert 1 <= int(headers["Retry-After"]) <= 30
+    # Refused before any lookup: a valid key from the same address waits too...
+    key, _ = await client.server.app[KEYSTORE].create("test", ("stream",), None)
+    resp = await client.get("/metrics", headers={"X-API-Key": key})
+    assert resp.status == 429
+    if backend == "redis":  # ...on every instance sharing the Redis...
+        assert (await (await serve(**env)).get(STREAM.format(WALLET))).status == 429
+        env["REDIS_PREFIX"] = redis_prefix + "fresh:"
+    # ...and no key at all counts as a failure like a wrong one.
+    fresh = await serve(**env)
+    for _ in range(5):
+        assert (await fresh.get(STREAM.format(WALLET))).status == 401
+    assert (await fresh.get(STREAM.format(WALLET))).status == 429
+
+
+async def test_failures_count_per_client_address_through_trusted_proxies(serve, keyed):
+    env = {**keyed, "AUTH_FAILURE_LIMIT": 3, "TRUSTED_PROXIES": "127.0.0.1"}
+    client = await serve(**env)
+    statuses, _ = await _guess_keys(client, 4, **{"X-Forwarded-For": "203.0.113.7"})
+    assert statuses == [401, 401, 401, 429]
+    statuses, _ = await _guess_keys(client, 1, **{"X-Forwarded-For": "203.0.113.8"})
+    assert statuses == [401]  # another client, behind the same proxy

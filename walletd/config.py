@@ -61,6 +61,9 @@ class Settings:
     demo_latency_ms: int = 0
     cache_ttl_s: float = 60.0
     cache_max_trades: int = 200_000
+    # Overload (SPEC §5)
+    max_streams: int = 10_000
+    history_memory_mb: int = 256
     # Keys and limits (SPEC §3)
     secret_key: str | None = field(default=None, repr=False)
     api_key_required: bool = False  # from_env: true unless ENV=development
@@ -71,6 +74,7 @@ class Settings:
     rate_limit_requests: int = 50
     rate_limit_window_s: float = 60.0
     rate_limit_streaming_connections: int = 10
+    auth_failure_limit: int = 20  # failed authentications per client address per window
     stream_lease_ttl_s: float = 30.0
     trusted_proxies: tuple[IPNetwork, ...] = ()
     # Observability (SPEC §5, §7)
@@ -145,6 +149,10 @@ class Settings:
             cache_max_trades=reader.integer(
                 "CACHE_MAX_TRADES", base.cache_max_trades, lo=0, hi=100_000_000
             ),
+            max_streams=reader.integer("MAX_STREAMS", base.max_streams, lo=1, hi=1_000_000),
+            history_memory_mb=reader.integer(
+                "HISTORY_MEMORY_MB", base.history_memory_mb, lo=1, hi=1_000_000
+            ),
             secret_key=reader.optional_text("SECRET_KEY", echo=False),
             api_key_required=reader.flag("API_KEY_REQUIRED", environment != "development"),
             api_keys_file=reader.text("API_KEYS_FILE", base.api_keys_file),
@@ -162,6 +170,9 @@ class Settings:
                 base.rate_limit_streaming_connections,
                 lo=1,
                 hi=100_000,
+            ),
+            auth_failure_limit=reader.integer(
+                "AUTH_FAILURE_LIMIT", base.auth_failure_limit, lo=1, hi=1_000_000
             ),
             stream_lease_ttl_s=reader.number(
                 "STREAM_LEASE_TTL", base.stream_lease_ttl_s, lo=0.1, hi=3600
