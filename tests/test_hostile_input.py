@@ -7,8 +7,10 @@ trades, a 500 or a hang. A change that reopens one of these fails here.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -224,3 +226,108 @@ async def test_failures_count_per_client_address_through_trusted_proxies(serve, 
     assert statuses == [401, 401, 401, 429]
     statuses, _ = await _guess_keys(client, 1, **{"X-Forwarded-For": "203.0.113.8"})
     assert statuses == [401]  # another client, behind the same proxy
+
+
+# --- odd requests over a raw socket: nothing a client sends is echoed or trusted --------
+
+
+async def raw_request(client, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `head` (a request head, CRLF lines, without the final blank line) on a new
+    connection; return the status, headers (lower-case names) and body of the answer."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(head + b"\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head_bytes, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head_bytes.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("method", [b"PROPFIND", b"XYZZY", b"get", b"BREW", b"M" * 200])
+async def test_an_odd_method_is_counted_as_other(serve, method):
+    client = await serve()
+    status, headers, body = await raw_request(client, method + b" /health HTTP/1.1\r\nHost: x")
+    # 400 is aiohttp's own parser (unknown token: text/plain, never reaches walletd);
+    # a method it parses reaches walletd and gets METHOD_NOT_ALLOWED as JSON.
+    assert status in (400, 405)
+    if status == 405:
+        assert headers["content-type"].startswith("application/json")
+        assert method not in body
+    text = await (await client.get("/metrics")).text()
+    methods = set(re.findall(r'walletdoctor_http_requests_total\{[^}]*method="([^"]*)"', text))
+    assert methods <= {"GET", "HEAD", "OPTIONS", "other"}
+    assert "other" in methods or status == 400
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"X-Request-ID: abc\rSet-Cookie: stolen=1",
+        b"X-Request-ID: abc\nSet-Cookie: stolen=1",
+        b"X-Request-ID: abc%0d%0aSet-Cookie:%20stolen=1",
+        b"Last-Event-ID: 5Evil\r event: complete",
+        b"Last-Event-ID: 5Evil%0d%0aevent: complete",
+    ],
+)
+async def test_header_injection_is_refused_and_never_echoed(serve, header):
+    client = await serve()
+    path = STREAM.format(WALLET).encode()
+    status, headers, body = await raw_request(client, b"GET " + path + b" HTTP/1.1\r\n" + header)
+    # Raw CR or LF: aiohttp's parser refuses the request (text/plain, echoing the line
+    # to its own sender only). Encoded: walletd refuses the cursor, replaces the id.
+    assert status == 400
+    assert "set-cookie" not in headers
+    assert headers["content-type"].split(";")[0] in ("text/plain", "application/json")
+    assert b"\nevent: complete" not in body and not body.startswith(b"retry:")
+    assert "stolen" not in headers.get("x-request-id", "")
+
+
+async def test_a_safe_request_id_is_echoed_and_an_unsafe_one_replaced(serve):
+    client = await serve()
+    resp = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert resp.headers["X-Request-ID"] == "abc-123"
+    resp = await client.get("/health", headers={"X-Request-ID": "a b<script>"})
+    assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["X-Request-ID"])
+
+
+# --- CORS (SPEC §6: never credentials) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env, origin",
+    [
+        ({}, "https://evil.example"),  # development: any origin
+        ({"ALLOWED_ORIGINS": "https://app.example.com"}, "https://app.example.com"),
+    ],
+)
+async def test_cors_never_allows_credentials(serve, env, origin):
+    client = await serve(**env)
+    resp = await client.get(STREAM.format(WALLET), headers={"Origin": origin}, params={"limit": 1})
+    await resp.read()
+    assert resp.headers.get("Access-Control-Allow-Origin") in (origin, "*")
+    assert "Access-Control-Allow-Credentials" not in resp.headers
+    assert "X-Stream-ID" in resp.headers.get("Access-Control-Expose-Headers", "")
+    preflight = await client.options(
+        STREAM.format(WALLET),
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "X-API-Key",
+        },
+    )
+    assert preflight.status == 200
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+
+
+async def test_cors_ignores_an_origin_not_allowed(serve):
+    client = await serve(ALLOWED_ORIGINS="https://app.example.com")
+    resp = await client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    assert "Access-Control-Allow-Credentials" not in resp.headers
