@@ -25,6 +25,7 @@ from walletd.appkeys import (
     LIFECYCLE,
     LIMITS,
     METRICS,
+    OVERLOAD,
     REDIS,
     SETTINGS,
     SOURCE,
@@ -42,6 +43,7 @@ from walletd.ops import redis as redis_client
 from walletd.ops.housekeeping import housekeeping
 from walletd.ops.lifecycle import Lifecycle, Phase
 from walletd.stream.handler import stream_handler
+from walletd.stream.overload import Overload
 from walletd.stream.registry import StreamRegistry
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.demo import DemoSource
@@ -108,9 +110,11 @@ def create_app(
         app[SOURCE],
         ttl_s=settings.cache_ttl_s,
         max_trades=settings.cache_max_trades,
+        memory_bytes=settings.history_memory_mb * 2**20,
         batch_size=settings.sse_batch_size,
         shared=shared,
     )
+    app[OVERLOAD] = Overload(app[HISTORY], max_streams=settings.max_streams)
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)

@@ -12,6 +12,7 @@ from walletd.limits import Limits, Verdict
 from walletd.observability.alerts import AlertMonitor
 from walletd.observability.metrics import Metrics
 from walletd.ops.lifecycle import Lifecycle
+from walletd.stream.overload import Overload
 from walletd.stream.registry import StreamRegistry
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.history import HistoryCache
@@ -21,6 +22,7 @@ SETTINGS = web.AppKey("settings", Settings)
 SOURCE = web.AppKey("source", TradeSource)
 BREAKER = web.AppKey("breaker", CircuitBreaker)
 HISTORY = web.AppKey("history", HistoryCache)
+OVERLOAD = web.AppKey("overload", Overload)
 STREAMS = web.AppKey("streams", StreamRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REDIS = web.AppKey("redis", redis.Redis)  # only when REDIS_URL is set

@@ -20,10 +20,10 @@ from walletd.appkeys import (
     ALERTS,
     API_KEY,
     FLAGS,
-    HISTORY,
     LIFECYCLE,
     LIMITS,
     METRICS,
+    OVERLOAD,
     REQUEST_ID,
     SETTINGS,
     STREAMS,
@@ -95,7 +95,8 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     # however the stream ends: complete, error, disconnect, timeout, reaper, shutdown.
     lease = await app[LIMITS].acquire_stream(request[SUBJECT], stream_id)
     try:
-        async with app[HISTORY].open(wallet, cursor) as recording:
+        # MAX_STREAMS and HISTORY_MEMORY_MB: a 503 before the stream starts (SPEC §5).
+        async with app[OVERLOAD].admit(wallet, cursor) as recording:
             if cursor is not None:
                 await _check_cursor(recording)
             stream = WalletStream(request, wallet, cursor, limit, stream_id)
