@@ -227,6 +227,34 @@ def test_nginx_config_outlasts_streams_and_matches_walletd_header_limits():
     assert line_bytes == MAX_LINE_BYTES and int(count) * line_bytes == MAX_HEADER_BYTES
 
 
+def test_nginx_config_is_the_first_line_against_oversized_and_abusive_requests():
+    """nginx refuses what aiohttp would answer with its own text/plain 400 (README,
+    "Request limits"), takes no bodies, and limits requests and connections per address."""
+    text = (ROOT / "config" / "nginx-walletd.conf").read_text()
+    nginx = nginx_directives(text)
+    assert int(nginx["client_max_body_size"][0].removesuffix("k")) <= 1
+    assert int(nginx["client_header_buffer_size"][0].removesuffix("k")) * 1024 <= MAX_LINE_BYTES
+    assert [z.split()[0] for z in nginx["limit_req_zone"]] == ["$binary_remote_addr"]
+    assert [z.split()[0] for z in nginx["limit_conn_zone"]] == ["$binary_remote_addr"]
+    assert nginx["limit_req"][0].startswith("zone=walletd_req")
+    assert nginx["limit_conn"][0].startswith("walletd_conn")
+    assert nginx["limit_req_status"] == ["429"] and nginx["limit_conn_status"] == ["429"]
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_unit_caps_memory_above_the_history_budget_and_streams(name):
+    unit = unit_settings(ROOT / "systemd" / name)
+    mib = {"M": 1, "G": 1024}
+
+    def size(value: str) -> int:
+        return int(value[:-1]) * mib[value[-1]]
+
+    high, top = size(unit["Service.MemoryHigh"][0]), size(unit["Service.MemoryMax"][0])
+    assert Settings().history_memory_mb < high < top
+    assert int(unit["Service.TasksMax"][0]) > 32
+    assert unit["Service.PrivateUsers"] == ["yes"]
+
+
 def test_nginx_accepts_the_config(tmp_path):
     nginx = tool("nginx")
     openssl = tool("openssl")

@@ -18,7 +18,9 @@ STREAM = "/v4/wallet/{}/stream"
 async def upstream(aiohttp_server, redis_url, redis_prefix):
     fake = FakeHelius(synthetic={WALLET: None, LARGE_DEMO_WALLET: 1500})
     server = await aiohttp_server(fake.app())
-    env = fake.walletd_env(server, REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix)
+    env = fake.walletd_env(
+        server, REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix, SECRET_KEY="k" * 32
+    )
     fake.env = env  # type: ignore[attr-defined]
     return fake
 
@@ -58,7 +60,7 @@ async def test_a_history_cut_short_is_not_shared(serve, upstream):
 
 
 async def test_an_unreadable_entry_is_a_miss(serve, upstream, redis_client, redis_prefix):
-    await redis_client.set(f"{redis_prefix}history:1:{WALLET}:-", b"not zlib")
+    await redis_client.set(f"{redis_prefix}history:2:{WALLET}:-", b"not zlib")
     client = await serve(**upstream.env)
     stream = await stream_of(client)
     assert stream.events[-1].name == "complete" and stream.trades
@@ -77,3 +79,13 @@ async def test_an_unreachable_redis_only_costs_the_sharing(serve, upstream, capl
     assert stream.events[-1].name == "complete" and stream.trades
     assert any(r.getMessage() == "history_cache_unreachable" for r in caplog.records)
     assert "redis://" not in caplog.text
+
+
+async def test_without_a_secret_key_histories_are_not_shared(serve, upstream):
+    env = {**upstream.env}
+    del env["SECRET_KEY"]
+    first = await serve(**env)
+    await stream_of(first)
+    calls = len(upstream.log)
+    await stream_of(await serve(**env))
+    assert len(upstream.log) > calls  # nothing unsigned was stored or read

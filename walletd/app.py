@@ -27,6 +27,7 @@ from walletd.appkeys import (
     LIFECYCLE,
     LIMITS,
     METRICS,
+    OVERLOAD,
     REDIS,
     SETTINGS,
     SOURCE,
@@ -50,13 +51,14 @@ from walletd.ops import redis as redis_client
 from walletd.ops.housekeeping import housekeeping
 from walletd.ops.lifecycle import Lifecycle, Phase
 from walletd.stream.handler import stream_handler
+from walletd.stream.overload import Overload
 from walletd.stream.registry import StreamRegistry
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.demo import DemoSource
 from walletd.upstream.helius.client import HeliusClient
 from walletd.upstream.helius.source import HeliusSource
 from walletd.upstream.history import HistoryCache
-from walletd.upstream.shared_history import SharedHistories
+from walletd.upstream.shared_history import SharedHistories, history_key
 from walletd.upstream.source import TradeSource
 
 log = logging.getLogger(__name__)
@@ -111,9 +113,10 @@ def create_app(
         source if source is not None else _select_source(settings, app[METRICS], app[BREAKER])
     )
     shared = None
-    if redis is not None:
+    if redis is not None and settings.secret_key:  # unsigned entries are never shared
         shared = SharedHistories(
             redis,
+            key=history_key(settings.secret_key),
             prefix=settings.redis_prefix,
             ttl_s=settings.cache_ttl_s,
             max_trades=settings.cache_max_trades,
@@ -122,9 +125,11 @@ def create_app(
         app[SOURCE],
         ttl_s=settings.cache_ttl_s,
         max_trades=settings.cache_max_trades,
+        memory_bytes=settings.history_memory_mb * 2**20,
         batch_size=settings.sse_batch_size,
         shared=shared,
     )
+    app[OVERLOAD] = Overload(app[HISTORY], max_streams=settings.max_streams)
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from walletd.observability.alerts import AlertMonitor
     from walletd.observability.metrics import Metrics
     from walletd.ops.lifecycle import Lifecycle
+    from walletd.stream.overload import Overload
     from walletd.stream.registry import StreamRegistry
     from walletd.upstream.breaker import CircuitBreaker
     from walletd.upstream.history import HistoryCache
@@ -29,6 +30,7 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 SOURCE: web.AppKey[TradeSource] = web.AppKey("source")
 BREAKER: web.AppKey[CircuitBreaker] = web.AppKey("breaker")
 HISTORY: web.AppKey[HistoryCache] = web.AppKey("history")
+OVERLOAD: web.AppKey[Overload] = web.AppKey("overload")
 STREAMS: web.AppKey[StreamRegistry] = web.AppKey("streams")
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 REDIS: web.AppKey[redis.Redis] = web.AppKey("redis")  # only when REDIS_URL is set

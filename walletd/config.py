@@ -231,6 +231,11 @@ class Settings:
                 "REDIS_URL has no password or ACL user: whoever reaches Redis can change "
                 "limits and keys"
             )
+        if self.redis_url and not self.secret_key:
+            out.append(
+                "REDIS_URL without SECRET_KEY: finished histories are not shared through "
+                "Redis (entries are signed with a key derived from SECRET_KEY)"
+            )
         return out
 
     def _production_problems(self) -> list[str]:

@@ -1,5 +1,9 @@
-"""CORS (SPEC §6) with aiohttp-cors: only ALLOWED_ORIGINS, credentials allowed (an
-`EventSource` with `withCredentials`), and the headers a front end needs to read.
+"""CORS (SPEC §6) with aiohttp-cors: only ALLOWED_ORIGINS, never credentials, and the
+headers a front end needs to read.
+
+Credentials stay off whatever the origin list: keys are not cookies, and with
+credentials on, every allowed origin (all of them in development, "*") could make a
+visitor's browser send its cookies and HTTP auth here and read the answer.
 
 Preflight requests are answered by aiohttp-cors's own OPTIONS routes, which carry no
 scope: they are neither authenticated nor counted (a browser sends no key with them).
@@ -29,7 +33,7 @@ def enable_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     if not origins:
         return
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
-        allow_credentials=True,
+        allow_credentials=False,
         expose_headers=EXPOSED,
         allow_headers=ALLOWED,
         allow_methods=["GET"],

@@ -29,7 +29,7 @@ from walletd.appkeys import (
     VERDICT,
 )
 from walletd.auth.format import mask_key
-from walletd.auth.keys import authenticate
+from walletd.auth.keys import KeyRecord, authenticate
 from walletd.env import IPNetwork
 from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
 from walletd.observability.logs import api_key_var, client_ip_var
@@ -64,12 +64,7 @@ async def admit(request: web.Request) -> None:
     app = request.app
     record = None
     if app[SETTINGS].api_key_required:
-        key = presented_key(request)
-        if key is None:
-            raise AuthRequired()
-        api_key_var.set(mask_key(key))
-        record = await authenticate(app[KEYSTORE], key, time.time())
-        request[API_KEY] = record
+        record = await _authenticate(request, ip)
         subject = f"key:{record.id}"
     else:
         subject = f"ip:{ip}"
@@ -80,6 +75,29 @@ async def admit(request: web.Request) -> None:
         raise RateLimited(f"{subject} over its window", retry_after=verdict.retry_after_s)
     if record is not None and scope not in record.scopes:
         raise Forbidden(f"key {record.id} lacks scope {scope}")
+
+
+async def _authenticate(request: web.Request, ip: str) -> KeyRecord:
+    """The caller's key record. An address over AUTH_FAILURE_LIMIT failures in the window
+    is refused (429) before its key is even read: guessing keys costs a lookup each, and
+    is what the limit is for. Every failure (no key, a bad one) counts against it."""
+    limits = request.app[LIMITS]
+    blocked = await limits.auth_blocked(ip)
+    if blocked is not None:
+        raise RateLimited(
+            f"{ip} over its failed-authentication window", retry_after=blocked.retry_after_s
+        )
+    try:
+        key = presented_key(request)
+        if key is None:
+            raise AuthRequired()
+        api_key_var.set(mask_key(key))
+        record = await authenticate(request.app[KEYSTORE], key, time.time())
+    except (AuthRequired, InvalidApiKey):
+        await limits.auth_failed(ip)
+        raise
+    request[API_KEY] = record
+    return record
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -52,6 +52,16 @@ class MemoryRequestLimiter:
         remaining = limit - len(expiries)
         return Verdict(True, limit, remaining, expiries[0] - now if remaining == 0 else 0.0, None)
 
+    def peek(self, subject: str) -> Verdict:
+        """Whether `subject` has room now, without counting anything."""
+        now = self._clock()
+        expiries = self._expiries.get(subject)
+        live = [e for e in expiries if e > now] if expiries else []
+        if len(live) >= self._limit:
+            wait = live[0] - now
+            return Verdict(False, self._limit, 0, wait, max(1, math.ceil(wait)))
+        return Verdict(True, self._limit, self._limit - len(live), 0.0, None)
+
     def _sweep(self, now: float) -> None:
         """Forget subjects whose newest request has left the window.
 

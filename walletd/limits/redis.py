@@ -48,6 +48,22 @@ end
 return {allowed, count, wait}
 """
 
+# The same log, read only. KEYS[1]: the subject's log. ARGV: limit, window (µs).
+# Returns {count in the window, µs until the oldest entry leaves it (0 while there is room)}.
+PEEK_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[2])
+local count = redis.call('ZCOUNT', KEYS[1], '(' .. (now - window), '+inf')
+local wait = 0
+if count >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - window), '+inf',
+    'WITHSCORES', 'LIMIT', 0, 1)
+  wait = tonumber(oldest[2]) + window - now
+end
+return {count, wait}
+"""
+
 # Stream leases. KEYS[1]: the subject's leases, stream ids scored by expiry (ms of Redis
 # time). ARGV: cap, TTL (ms), stream id. Drops lapsed leases, then adds this one if under
 # the cap (re-acquiring a held id is a refresh). Returns 1 if acquired, else 0.
@@ -124,6 +140,7 @@ class RedisLimits:
         self._retry_after_s = retry_after_s
         self._on_error = on_error
         self._hit = client.register_script(HIT_LUA)
+        self._peek = client.register_script(PEEK_LUA)
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._refresh = client.register_script(REFRESH_LUA)
         # Request-log members must be unique across every process sharing the Redis.
@@ -135,16 +152,26 @@ class RedisLimits:
     async def ping(self) -> None:
         await self._client.ping()
 
-    async def hit(self, subject: str) -> Verdict:
-        """Count a request of `subject` if its window has room: one round trip."""
+    async def hit(self, subject: str, *, limit: int | None = None) -> Verdict:
+        """Count a request of `subject` if its window has room (of `limit`, default the
+        per-key limit): one round trip."""
         member = f"{self._member_prefix}{next(self._serial)}"
+        limit = self._limit if limit is None else limit
         allowed, count, wait_us = await self._hit(
-            keys=[f"{self._prefix}rl:{subject}"], args=[self._limit, self._window_us, member]
+            keys=[f"{self._prefix}rl:{subject}"], args=[limit, self._window_us, member]
         )
-        limit = self._limit
         if allowed:
             return Verdict(True, limit, limit - count, wait_us / 1_000_000, None)
         # Integer ceil of µs: a retry that many seconds later finds the entry gone.
+        return Verdict(False, limit, 0, wait_us / 1_000_000, max(1, -(-wait_us // 1_000_000)))
+
+    async def peek(self, subject: str, *, limit: int) -> Verdict:
+        """Whether `subject` has room in a window of `limit`, counting nothing."""
+        count, wait_us = await self._peek(
+            keys=[f"{self._prefix}rl:{subject}"], args=[limit, self._window_us]
+        )
+        if count < limit:
+            return Verdict(True, limit, limit - count, 0.0, None)
         return Verdict(False, limit, 0, wait_us / 1_000_000, max(1, -(-wait_us // 1_000_000)))
 
     def held(self, subject: str) -> int:

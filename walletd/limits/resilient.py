@@ -52,6 +52,9 @@ class Limits:
         self._requests = MemoryRequestLimiter(
             settings.rate_limit_requests, settings.rate_limit_window_s, clock
         )
+        self._auth_failures = MemoryRequestLimiter(
+            settings.auth_failure_limit, settings.rate_limit_window_s, clock
+        )
         self._streams = MemoryStreamCap(settings.rate_limit_streaming_connections, retry_after)
         self._redis: RedisLimits | None = None
         self._degraded = False
@@ -123,6 +126,33 @@ class Limits:
         except REDIS_ERRORS as exc:
             self._fall_back(exc)
             return self._requests.hit(subject)
+
+    async def auth_blocked(self, address: str) -> Verdict | None:
+        """A refusal when `address` has failed to authenticate AUTH_FAILURE_LIMIT times in
+        the window (SPEC §3), else None. Counts nothing: only failures count."""
+        subject, limit = f"authfail:{address}", self._settings.auth_failure_limit
+        redis = self._usable_redis()
+        verdict = None
+        if redis is not None:
+            try:
+                verdict = await redis.peek(subject, limit=limit)
+            except REDIS_ERRORS as exc:
+                self._fall_back(exc)
+        if verdict is None:
+            verdict = self._auth_failures.peek(subject)
+        return None if verdict.allowed else verdict
+
+    async def auth_failed(self, address: str) -> None:
+        """Count one failed authentication of `address` (a missing or bad key)."""
+        subject, limit = f"authfail:{address}", self._settings.auth_failure_limit
+        redis = self._usable_redis()
+        if redis is not None:
+            try:
+                await redis.hit(subject, limit=limit)
+                return
+            except REDIS_ERRORS as exc:
+                self._fall_back(exc)
+        self._auth_failures.hit(subject)
 
     async def acquire_stream(self, subject: str, stream_id: str) -> Lease:
         """Hold a stream slot of `subject` until the lease is released.

@@ -29,6 +29,9 @@ from walletd.upstream.breaker import CircuitBreaker, CircuitState
 
 STREAM_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# The methods walletd routes; any other a client sends is `other` (SPEC §7): a label
+# value never comes unbounded from a client.
+ROUTED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class StreamCounts(Protocol):
@@ -143,7 +146,10 @@ class Metrics:
             self.rate_limit_rejections.labels(reason).inc()
 
     def http_request(self, route: str, method: str, status: int | str) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
+        """Count one request; `method` is any client string, folded to ROUTED_METHODS or
+        `other`."""
+        label = method if method in ROUTED_METHODS else "other"
+        self.http_requests.labels(route, label, str(status)).inc()
 
     def handler(self) -> Handler:
         return make_aiohttp_handler(self.registry)

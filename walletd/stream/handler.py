@@ -15,9 +15,9 @@ import uuid
 from aiohttp import web
 
 from walletd.appkeys import (
-    HISTORY,
     LIFECYCLE,
     LIMITS,
+    OVERLOAD,
     SETTINGS,
     STREAMS,
     SUBJECT,
@@ -80,7 +80,8 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     # however the stream ends: complete, error, disconnect, timeout, reaper, shutdown.
     lease = await app[LIMITS].acquire_stream(request[SUBJECT], stream_id)
     try:
-        async with app[HISTORY].open(wallet, cursor) as recording:
+        # MAX_STREAMS and HISTORY_MEMORY_MB: a 503 before the stream starts (SPEC §5).
+        async with app[OVERLOAD].admit(wallet, cursor) as recording:
             if cursor is not None:
                 await _check_cursor(recording)
             stream = WalletStream(request, wallet, cursor, limit, stream_id)

@@ -6,7 +6,9 @@ the same wallet waits for that same fetch, and each reads at its own pace by ind
 A reader that leaves never cancels a fetch others wait for (readers wait on their own
 futures, woken when the fetch ends).
 HistoryCache keeps recordings for CACHE_TTL after their last use, bounded by the
-number of trades held.
+number of trades held (CACHE_MAX_TRADES, idle recordings only) and by HISTORY_MEMORY_MB
+(SPEC §5) for every recording, cached or being read: memory is accounted as trades held
+times HISTORY_BYTES_PER_TRADE, an estimate measured by bench/history_memory.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -30,6 +34,16 @@ from walletd.upstream.helius.reader import parse_transaction
 from walletd.upstream.source import TradeSource, TxPage
 
 log = logging.getLogger(__name__)
+
+# What one cached trade holds, in bytes: its frame bytes, signature, facts, offsets and
+# their containers (bench/history_memory.py; bench/README.md has the measurements). An
+# estimate on the high side, so the budget errs towards refusing early.
+HISTORY_BYTES_PER_TRADE = 1024
+OVER_BUDGET_RETRY_AFTER_S = 5  # idle histories are evicted as soon as memory is needed
+# New streams are admitted below this share of HISTORY_MEMORY_MB; recordings already
+# being read may grow up to all of it. The headroom lets admitted streams finish rather
+# than fail mid-stream, which a client would retry at once.
+ADMIT_SHARE = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +66,7 @@ class ScannedPage:
     last_ids: tuple[str, ...]  # each frame's `id:`
     totals: tuple[int, ...]  # each frame's `total`
     body_starts: tuple[int, ...]  # where each frame's trade objects start
-    ends: tuple[int, ...]  # where each trade's object ends, within its frame
+    ends: array[int]  # where each trade's object ends, within its frame (4 bytes each)
 
     def __len__(self) -> int:
         return len(self.signatures)
@@ -93,7 +107,7 @@ def parse_page(page: TxPage, wallet: str, seen: set[str]) -> ParsedPage:
     facts: list[TradeFacts] = []
     objects: list[bytes] = []
     for position, tx in enumerate(page.transactions):
-        trade = parse_transaction(tx, wallet)
+        trade = parse_transaction(tx, wallet, position=position)
         if trade is None or trade.signature in seen:
             continue
         try:
@@ -104,7 +118,10 @@ def parse_page(page: TxPage, wallet: str, seen: set[str]) -> ParsedPage:
         seen.add(trade.signature)
         signatures.append(trade.signature)
         positions.append(position)
-        facts.append(facts_of(trade))
+        given, received, *rest = facts_of(trade)
+        # Mints repeat across a history (SOL in most trades): one string each, not one
+        # per trade (bench/history_memory.py).
+        facts.append((sys.intern(given), sys.intern(received), *rest))  # type: ignore[arg-type]
     return ParsedPage(
         len(page.transactions), tuple(signatures), tuple(positions), tuple(facts), tuple(objects)
     )
@@ -146,7 +163,7 @@ def frame_page(page: ParsedPage, *, batch_size: int, batches: int, total: int) -
         last_ids=tuple(last_ids),
         totals=tuple(totals),
         body_starts=tuple(body_starts),
-        ends=tuple(ends),
+        ends=array("I", ends),
     )
 
 
@@ -168,9 +185,11 @@ class Recording:
         now: float,
         batch_size: int,
         on_complete: Callable[[Recording], None] | None = None,
+        may_grow: Callable[[], bool] | None = None,
     ) -> None:
         self._pages = pages
         self._on_complete = on_complete
+        self._may_grow = may_grow
         self._wallet = wallet
         self._batch_size = batch_size
         self._batches = 0  # `trades` events framed so far, as every reader numbers them
@@ -239,6 +258,10 @@ class Recording:
         """Fetch and scan the next page. Any failure fails the whole recording: a page
         taken from the source but not recorded would be a silent gap for later readers."""
         try:
+            if self._may_grow is not None and not self._may_grow():
+                raise ServiceUnavailable(
+                    "history memory budget reached", retry_after=OVER_BUDGET_RETRY_AFTER_S
+                )
             page = await anext(self._pages)
             if isinstance(page, TxPage):
                 page = parse_page(page, self._wallet, self._seen)
@@ -247,6 +270,7 @@ class Recording:
             )
         except StopAsyncIteration:
             self.done = True
+            self._seen = set()  # only needed while pages may still come
             if self._on_complete is not None:
                 self._on_complete(self)
         except asyncio.CancelledError:
@@ -298,11 +322,13 @@ class HistoryCache:
         *,
         ttl_s: float,
         max_trades: int,
+        memory_bytes: int = 256 * 2**20,
         batch_size: int = 100,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedStore | None = None,
     ) -> None:
         self._source = source
+        self._memory_bytes = memory_bytes
         self._shared = shared
         self._batch_size = batch_size
         self._ttl_s = ttl_s
@@ -313,6 +339,36 @@ class HistoryCache:
 
     def __len__(self) -> int:
         return len(self._recordings)
+
+    @property
+    def trade_count(self) -> int:
+        """Trades held by every recording, cached or being read."""
+        return sum(r.trade_count for r in self._recordings.values())
+
+    @property
+    def memory_bytes(self) -> int:
+        """The accounted memory of every recording (HISTORY_BYTES_PER_TRADE per trade)."""
+        return self.trade_count * HISTORY_BYTES_PER_TRADE
+
+    def check_budget(self, wallet: str, before: str | None) -> None:
+        """Raise ServiceUnavailable if history memory is at ADMIT_SHARE of HISTORY_MEMORY_MB
+        (after evicting idle recordings): a new stream would need more. A finished recording
+        of the same history costs nothing more, so it is always served."""
+        existing = self._recordings.get((wallet, before))
+        if existing is not None and existing.done and not existing.failed:
+            return
+        self._expire()
+        if self.memory_bytes >= self._memory_bytes * ADMIT_SHARE:
+            raise ServiceUnavailable(
+                f"history memory {self.memory_bytes} bytes of {self._memory_bytes}",
+                retry_after=OVER_BUDGET_RETRY_AFTER_S,
+                message="The server is overloaded; retry shortly",
+            )
+
+    def _room(self) -> bool:
+        """Whether the accounted memory is under budget, once idle recordings are evicted."""
+        self._expire()
+        return self.memory_bytes < self._memory_bytes
 
     @contextlib.asynccontextmanager
     async def open(self, wallet: str, before: str | None) -> AsyncIterator[Recording]:
@@ -339,7 +395,7 @@ class HistoryCache:
         source, stored there once complete."""
         if self._shared is None:
             source = self._source.pages(wallet, before)
-            return Recording(source, wallet, self._clock(), self._batch_size)
+            return Recording(source, wallet, self._clock(), self._batch_size, may_grow=self._room)
         shared, fetched = self._shared, False
 
         async def pages() -> AsyncIterator[TxPage | ParsedPage]:
@@ -361,7 +417,14 @@ class HistoryCache:
             if fetched:
                 self._spawn(shared.save(wallet, before, recording.parsed_pages()))
 
-        return Recording(pages(), wallet, self._clock(), self._batch_size, on_complete=store)
+        return Recording(
+            pages(),
+            wallet,
+            self._clock(),
+            self._batch_size,
+            on_complete=store,
+            may_grow=self._room,
+        )
 
     def sweep(self) -> None:
         """Drop recordings unused for `ttl_s` or over the bound; run periodically too,
@@ -370,11 +433,18 @@ class HistoryCache:
 
     def _expire(self) -> None:
         now = self._clock()
-        total = sum(r.trade_count for r in self._recordings.values())
+        total = self.trade_count
+        budget = self._memory_bytes
         for key, recording in list(self._recordings.items()):  # oldest use first
             if recording.readers:
                 continue
-            if total > self._max_trades or now - recording.last_used >= self._ttl_s:
+            # Idle recordings also go while the whole (in use included) is at the memory
+            # budget: memory is for streams first.
+            if (
+                total > self._max_trades
+                or total * HISTORY_BYTES_PER_TRADE >= budget
+                or now - recording.last_used >= self._ttl_s
+            ):
                 del self._recordings[key]
                 total -= recording.trade_count
                 self._close_later(recording)

@@ -7,7 +7,10 @@ went up was bought, route tokens net to zero (which collapses multi-hop swaps), 
 of two-hop RAYDIUM routes). Amounts are integers of base units, never floats.
 
 Upstream JSON is untrusted: every accessor checks types, and `parse_transaction` returns
-None rather than raise on anything it cannot read.
+None rather than raise on anything it cannot read. Identifiers end up on the wire (a
+signature is the SSE `id:` line), so a transaction whose signature is not base58 of 64
+bytes, or whose mints or token accounts of the wallet are not base58 of 32 bytes, is
+skipped whole and logged (SPEC §4): a forged string is never streamed.
 """
 
 from __future__ import annotations
@@ -20,32 +23,75 @@ from typing import Any
 
 from walletd.trades.ledger import MAX_DECIMALS, BalanceChanges, trade_of
 from walletd.trades.model import Trade
-from walletd.trades.solana import SOL_DECIMALS, USDC_MINT, USDT_MINT, WSOL_MINT
+from walletd.trades.solana import (
+    SOL_DECIMALS,
+    USDC_MINT,
+    USDT_MINT,
+    WSOL_MINT,
+    is_address,
+    is_signature,
+)
 
 log = logging.getLogger(__name__)
 
 KNOWN_DECIMALS = {WSOL_MINT: SOL_DECIMALS, USDC_MINT: 6, USDT_MINT: 6}
 _INTEGER = re.compile(r"-?[0-9]{1,60}")
+_LOGGED_CHARS = 100  # of an untrusted value, escaped: enough to recognise it, no more
 
 
-def parse_transaction(tx: object, wallet: str) -> Trade | None:
-    """The trade `tx` is for `wallet`, or None (not a swap, failed, unreadable).
+class UntrustedValue(ValueError):
+    """An identifier from the upstream that is not what it claims to be."""
 
-    Never raises: upstream data that does not fit is logged at debug level and skipped.
+    def __init__(self, field: str, value: object) -> None:
+        super().__init__(field)
+        self.field = field
+        self.value = value
+
+
+def parse_transaction(tx: object, wallet: str, *, position: int | None = None) -> Trade | None:
+    """The trade `tx` is for `wallet`, or None (not a swap, failed, unreadable, forged).
+
+    Never raises. A forged identifier is logged as a warning with `position` (the
+    transaction's index in its page) and the value escaped and cut short, never raw;
+    other data that does not fit is logged at debug level and skipped.
     """
     try:
         return _parse(tx, wallet)
+    except UntrustedValue as exc:
+        log.warning(
+            "untrusted_transaction",
+            extra={
+                "position": position,
+                "field": exc.field,
+                "value": ascii(exc.value)[:_LOGGED_CHARS],
+            },
+        )
+        return None
     except (ArithmeticError, ValueError, TypeError, RecursionError):  # last-resort net
         log.debug("unparseable_transaction", exc_info=True)
         return None
 
 
+def signature_of(value: object) -> str:
+    """`value` if it is a transaction signature (base58, 64 bytes); else UntrustedValue."""
+    if isinstance(value, str) and is_signature(value):
+        return value
+    raise UntrustedValue("signature", value)
+
+
+def _address(field: str, value: object) -> str:
+    """`value` if it is an address (base58, 32 bytes); else UntrustedValue."""
+    if isinstance(value, str) and is_address(value):
+        return value
+    raise UntrustedValue(field, value)
+
+
 def _parse(tx: object, wallet: str) -> Trade | None:
     if not isinstance(tx, Mapping) or not isinstance(wallet, str):
         return None
-    signature = _text(tx.get("signature"))
-    if signature is None or tx.get("transactionError") is not None:
+    if tx.get("transactionError") is not None:
         return None
+    signature = signature_of(tx.get("signature"))
     fee = _integer(tx.get("fee"))
     changes = BalanceChanges(
         signature=signature,
@@ -85,8 +131,8 @@ def _from_account_data(
         for change in _dicts(entry.get("tokenBalanceChanges")):
             if change.get("userAccount") != wallet:
                 continue
-            mint, raw_amount = _text(change.get("mint")), change.get("rawTokenAmount")
-            if mint is None or not isinstance(raw_amount, Mapping):
+            mint, raw_amount = _address("mint", change.get("mint")), change.get("rawTokenAmount")
+            if not isinstance(raw_amount, Mapping):
                 continue
             raw, decimals = (
                 _integer(raw_amount.get("tokenAmount")),
@@ -94,9 +140,9 @@ def _from_account_data(
             )
             if raw is None or decimals is None or not 0 <= decimals <= MAX_DECIMALS:
                 continue
-            account = _text(entry.get("account")) or _text(change.get("tokenAccount"))
+            account = entry.get("account") or change.get("tokenAccount")
             if account is not None:
-                own.add(account)
+                own.add(_address("account", account))
             if mint != WSOL_MINT:  # wrapped SOL is counted through the account's lamports
                 ledger.add_token(mint, raw, decimals)
     funded_by_others = {
@@ -129,17 +175,18 @@ def _from_transfers(
     digits: dict[str, int] = {}
     own: set[str] = set()
     for transfer in token_transfers:
-        mint, amount = _text(transfer.get("mint")), _ui_amount(transfer.get("tokenAmount"))
-        if mint is None or amount is None:
+        amount = _ui_amount(transfer.get("tokenAmount"))
+        if amount is None:
             continue
         sign = 0
         if transfer.get("fromUserAccount") == wallet:
             sign -= 1
-            own.add(str(transfer.get("fromTokenAccount")))
+            own.update(_optional_address(transfer.get("fromTokenAccount")))
         if transfer.get("toUserAccount") == wallet:
             sign += 1
-            own.add(str(transfer.get("toTokenAccount")))
+            own.update(_optional_address(transfer.get("toTokenAccount")))
         if sign:
+            mint = _address("mint", transfer.get("mint"))
             ui[mint] = ui.get(mint, Decimal(0)) + sign * amount
             exponent = amount.as_tuple().exponent
             places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
@@ -177,6 +224,11 @@ def _cross_check(tx: Mapping[str, Any], wallet: str, trade: Trade) -> None:
         says_bought_sol and trade.token_in.mint == WSOL_MINT
     ):
         log.debug("swap_event_disagrees", extra={"signature": trade.signature})
+
+
+def _optional_address(value: object) -> tuple[str, ...]:
+    """A token account the record may leave out (none), else it must be an address."""
+    return () if value is None else (_address("account", value),)
 
 
 def _dicts(value: object) -> list[Mapping[str, Any]]:

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from walletd.trades.solana import is_signature
 from walletd.upstream.helius.client import SIGNATURES_PAGE, TRANSACTIONS_BATCH, HeliusClient
 from walletd.upstream.source import TxPage
+
+log = logging.getLogger(__name__)
 
 _RETRY_POLL_S = 0.05  # how soon a waiting pipeline notices a call sleeping to retry
 
@@ -108,16 +112,18 @@ async def _signature_batches(
     """Signature records in batches of 100, newest first, paging with `before`.
 
     The next page is asked for as soon as a full page arrives, so the transaction
-    batches never wait on a page boundary.
+    batches never wait on a page boundary. A record whose signature is not base58 of 64
+    bytes is dropped and logged (SPEC §4): it would become an SSE `id:` line and a cursor.
     """
     page: asyncio.Task[list[dict[str, Any]]] | None = asyncio.create_task(
         client.signatures(wallet, before, SIGNATURES_PAGE)
     )
     try:
         while page is not None:
-            records = [r for r in await page if isinstance(r.get("signature"), str)]
+            listed = await page
+            records = _valid_records(listed)
             page = None
-            if len(records) == SIGNATURES_PAGE:
+            if len(listed) == SIGNATURES_PAGE and records:
                 cursor = records[-1]["signature"]
                 page = asyncio.create_task(client.signatures(wallet, cursor, SIGNATURES_PAGE))
             for start in range(0, len(records), TRANSACTIONS_BATCH):
@@ -127,3 +133,19 @@ async def _signature_batches(
             page.cancel()
             with contextlib.suppress(BaseException):
                 await page
+
+
+def _valid_records(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of a signature page whose signature is genuine; the others logged
+    with their position and the value escaped (ascii), never raw."""
+    records = []
+    for position, record in enumerate(listed):
+        signature = record.get("signature") if isinstance(record, Mapping) else None
+        if isinstance(signature, str) and is_signature(signature):
+            records.append(record)
+        else:
+            log.warning(
+                "untrusted_signature",
+                extra={"position": position, "value": ascii(signature)[:100]},
+            )
+    return records
