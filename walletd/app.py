@@ -33,7 +33,7 @@ from walletd.appkeys import (
 )
 from walletd.auth.keys import open_keystore
 from walletd.auth.middleware import admission, limits_lifetime, rate_limit_headers
-from walletd.config import ConfigError, Settings
+from walletd.config import Settings
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
 from walletd.limits import Limits
@@ -49,6 +49,8 @@ from walletd.upstream.demo import DemoSource
 from walletd.upstream.helius.client import HeliusClient
 from walletd.upstream.helius.source import HeliusSource
 from walletd.upstream.history import HistoryCache
+from walletd.upstream.rpc.client import RpcClient
+from walletd.upstream.rpc.source import RpcSource
 from walletd.upstream.shared_history import SharedHistories
 from walletd.upstream.source import TradeSource
 
@@ -128,14 +130,13 @@ def create_app(
 
 
 def _select_source(settings: Settings, metrics: Metrics, breaker: CircuitBreaker) -> TradeSource:
-    """The source UPSTREAM names (SPEC §4). Raises ConfigError for one this build lacks."""
+    """The source UPSTREAM names (SPEC §4)."""
     if settings.upstream == "helius":
         client = HeliusClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
         return HeliusSource(client)
     if settings.upstream == "rpc":
-        # TODO(rpc source): the Solana JSON-RPC adapter plugs in here; until then refuse
-        # rather than serve demo trades to someone who asked for real ones.
-        raise ConfigError(["UPSTREAM=rpc: this build has no RPC source yet"])
+        rpc = RpcClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
+        return RpcSource(rpc, method=settings.rpc_history_method)
     return DemoSource(latency_s=settings.demo_latency_ms / 1000)
 
 
