@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 import aiohttp
 import pytest
 
+from tests.fake_rpc import FakeRpc
 from tests.sse_client import parse, read_events
 from tests.support import WALLET
 from tests.walletd_process import serve_args, until_stalled, walletd
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
 from walletd.config import TABLE
 from walletd.upstream.demo import LARGE_DEMO_WALLET
+from walletd.upstream.helius.reader import parse_transaction
 
 
 async def test_serve_streams_the_demo_wallet(server_factory):
@@ -134,12 +136,25 @@ async def test_bad_configuration_exits_with_config_status_listing_every_problem(
     assert code == EXIT_CONFIG
 
 
-async def test_serve_refuses_an_upstream_this_build_lacks_instead_of_the_demo():
-    rpc = {"RPC_URL": "https://rpc.example.com/key", "LOG_FORMAT": "json"}
-    code, out, _ = await run_cli("serve", "--host", "127.0.0.1", "--port", "0", env=rpc)
-    assert code == EXIT_CONFIG
-    assert "config_invalid" in out and "UPSTREAM=rpc" in out
-    assert "server_started" not in out
+async def test_serve_with_upstream_rpc_streams_trades_from_the_provider(
+    server_factory, aiohttp_server
+):
+    fake = FakeRpc("k3y")
+    demo = fake.add_synthetic(WALLET)
+    url = fake.url(await aiohttp_server(fake.app()))
+    server = await server_factory(UPSTREAM="rpc", RPC_URL=url)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/v4/wallet/{WALLET}/stream") as resp:
+            events = await read_events(resp)
+    assert events[-1].name == "complete"
+    trades = [t for e in events if e.name == "trades" for t in e.data["trades"]]
+    expected = [t.to_dict() for tx in demo if (t := parse_transaction(tx, WALLET))]
+    assert trades == expected and trades
+    assert fake.calls("getTransactionsForAddress")
+    server.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+    await server.log_line("server_stopped")
+    assert "k3y" not in json.dumps(server.logs)
 
 
 def dechunk(body: bytes) -> bytes:

@@ -41,7 +41,6 @@ from walletd.auth.middleware import (
     rate_limit_headers,
 )
 from walletd.config import Settings
-from walletd.env import ConfigError
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
 from walletd.limits import Limits
@@ -58,6 +57,8 @@ from walletd.upstream.demo import DemoSource
 from walletd.upstream.helius.client import HeliusClient
 from walletd.upstream.helius.source import HeliusSource
 from walletd.upstream.history import HistoryCache
+from walletd.upstream.rpc.client import RpcClient
+from walletd.upstream.rpc.source import RpcSource
 from walletd.upstream.shared_history import SharedHistories, history_key
 from walletd.upstream.source import TradeSource
 
@@ -148,14 +149,13 @@ def create_app(
 
 
 def _select_source(settings: Settings, metrics: Metrics, breaker: CircuitBreaker) -> TradeSource:
-    """The source UPSTREAM names (SPEC §4). Raises ConfigError for one this build lacks."""
+    """The source UPSTREAM names (SPEC §4)."""
     if settings.upstream == "helius":
         client = HeliusClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
         return HeliusSource(client)
     if settings.upstream == "rpc":
-        # TODO(rpc source): the Solana JSON-RPC adapter plugs in here; until then refuse
-        # rather than serve demo trades to someone who asked for real ones.
-        raise ConfigError(["UPSTREAM=rpc: this build has no RPC source yet"])
+        rpc = RpcClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
+        return RpcSource(rpc, method=settings.rpc_history_method)
     return DemoSource(latency_s=settings.demo_latency_ms / 1000)
 
 

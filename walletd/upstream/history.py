@@ -30,7 +30,6 @@ from walletd.errors import ServiceUnavailable
 from walletd.stream import sse
 from walletd.stream.sse import encode_json
 from walletd.trades.summary import TradeFacts, TradeSummary, facts_of
-from walletd.upstream.helius.reader import parse_transaction
 from walletd.upstream.source import TradeSource, TxPage
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ def parse_page(page: TxPage, wallet: str, seen: set[str]) -> ParsedPage:
     facts: list[TradeFacts] = []
     objects: list[bytes] = []
     for position, tx in enumerate(page.transactions):
-        trade = parse_transaction(tx, wallet, position=position)
+        trade = page.read(tx, wallet, position=position)
         if trade is None or trade.signature in seen:
             continue
         try:

@@ -6,10 +6,22 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from walletd.trades.model import Trade
+from walletd.upstream.helius.reader import parse_transaction
+
+
+class TxReader(Protocol):
+    """How a page's transactions are read: (transaction, wallet) -> its trade, or None.
+    Never raises (upstream JSON is untrusted; readers log and skip what does not fit,
+    naming the transaction's `position` in its page)."""
+
+    def __call__(self, tx: Any, wallet: str, *, position: int | None = None) -> Trade | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class TxPage:
-    """Enhanced transactions in Helius's JSON shape, newest first.
+    """Transactions of one page, newest first, in the shape `read` understands (Helius
+    enhanced transactions by default; the `rpc` upstream's getTransaction results).
 
     `cursor` is the signature of the page's oldest transaction: asking for the pages
     `before` it continues exactly after this page.
@@ -17,10 +29,11 @@ class TxPage:
 
     transactions: Sequence[Mapping[str, Any]]
     cursor: str | None
+    read: TxReader = parse_transaction
 
 
 class TradeSource(Protocol):
-    """Where histories come from (the demo generator, Helius).
+    """Where histories come from (the demo generator, Helius, standard JSON-RPC).
 
     `pages` yields pages until the history is exhausted (an empty history yields
     nothing); it raises WalletdError subclasses (InvalidEventId for a cursor the

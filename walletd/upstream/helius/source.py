@@ -1,33 +1,14 @@
-"""The Helius trade source: signature pages and transaction batches, pipelined (SPEC §4).
-
-Signatures are listed a page (1000) at a time, each page after the previous one's
-cursor, and cut into batches of 100 whose enhanced transactions are fetched
-concurrently (up to `lookahead` batches in flight). Batches are yielded strictly in
-signature order, newest first, as soon as the oldest outstanding one arrives: the first
-trades go out long before the whole history is listed, and memory stays bounded by the
-batches in flight.
-
-While a call waits out a Retry-After or a backoff, the window widens to `max_lookahead`:
-later batches keep coming at the paced rate instead of the whole pipeline idling for a
-second behind the oldest one (a 429 then costs almost nothing, bench/README.md).
-"""
+"""The Helius trade source: signature pages and enhanced-transaction batches, pipelined
+(SPEC §4; the pipeline itself is upstream/pipeline.py, shared with the `rpc` upstream)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from walletd.trades.solana import is_signature
-from walletd.upstream.helius.client import SIGNATURES_PAGE, TRANSACTIONS_BATCH, HeliusClient
+from walletd.upstream.helius.client import HeliusClient
+from walletd.upstream.pipeline import pipelined, placeholder, signature_batches
 from walletd.upstream.source import TxPage
-
-log = logging.getLogger(__name__)
-
-_RETRY_POLL_S = 0.05  # how soon a waiting pipeline notices a call sleeping to retry
 
 
 class HeliusSource:
@@ -40,46 +21,16 @@ class HeliusSource:
         self._lookahead = lookahead
         self._max_lookahead = max(lookahead, max_lookahead)
 
-    async def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
-        batches = _signature_batches(self._client, wallet, before)
-        pending: deque[tuple[list[dict[str, Any]], asyncio.Task[list[dict[str, Any]]]]] = deque()
-        try:
-            exhausted = False
+    def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
+        return pipelined(
+            signature_batches(self._client.signatures, wallet, before),
+            self._fetch,
+            waiting_to_retry=lambda: self._client.waiting_to_retry,
+            lookahead=self._lookahead,
+            max_lookahead=self._max_lookahead,
+        )
 
-            async def extend() -> None:
-                nonlocal exhausted
-                records = await anext(batches, None)
-                if records is None:
-                    exhausted = True
-                else:
-                    pending.append((records, asyncio.create_task(self._fetch(records))))
-
-            while True:
-                while not exhausted and len(pending) < self._lookahead:
-                    await extend()
-                if not pending:
-                    return
-                records, task = pending[0]
-                while not task.done():
-                    if (
-                        self._client.waiting_to_retry
-                        and not exhausted
-                        and len(pending) < self._max_lookahead
-                    ):
-                        await extend()
-                    else:
-                        await asyncio.wait({task}, timeout=_RETRY_POLL_S)
-                pending.popleft()
-                yield TxPage(task.result(), records[-1]["signature"])
-        finally:
-            for _, task in pending:
-                task.cancel()
-            for _, task in pending:
-                with contextlib.suppress(BaseException):
-                    await task
-            await batches.aclose()
-
-    async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> TxPage:
         """The batch's transactions in signature order. Failed ones are not fetched (they
         are never trades) but still listed, so they count as examined; signatures the
         API leaves out of a short batch are asked for once more, then dropped."""
@@ -97,55 +48,10 @@ class HeliusSource:
         for record in records:
             signature = record["signature"]
             if record.get("err") is not None:
-                out.append({"signature": signature, "transactionError": record["err"]})
+                out.append(placeholder(record))
             elif signature in found:
                 out.append(found[signature])
-        return out
+        return TxPage(out, records[-1]["signature"])
 
     async def close(self) -> None:
         await self._client.close()
-
-
-async def _signature_batches(
-    client: HeliusClient, wallet: str, before: str | None
-) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """Signature records in batches of 100, newest first, paging with `before`.
-
-    The next page is asked for as soon as a full page arrives, so the transaction
-    batches never wait on a page boundary. A record whose signature is not base58 of 64
-    bytes is dropped and logged (SPEC §4): it would become an SSE `id:` line and a cursor.
-    """
-    page: asyncio.Task[list[dict[str, Any]]] | None = asyncio.create_task(
-        client.signatures(wallet, before, SIGNATURES_PAGE)
-    )
-    try:
-        while page is not None:
-            listed = await page
-            records = _valid_records(listed)
-            page = None
-            if len(listed) == SIGNATURES_PAGE and records:
-                cursor = records[-1]["signature"]
-                page = asyncio.create_task(client.signatures(wallet, cursor, SIGNATURES_PAGE))
-            for start in range(0, len(records), TRANSACTIONS_BATCH):
-                yield records[start : start + TRANSACTIONS_BATCH]
-    finally:
-        if page is not None:
-            page.cancel()
-            with contextlib.suppress(BaseException):
-                await page
-
-
-def _valid_records(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of a signature page whose signature is genuine; the others logged
-    with their position and the value escaped (ascii), never raw."""
-    records = []
-    for position, record in enumerate(listed):
-        signature = record.get("signature") if isinstance(record, Mapping) else None
-        if isinstance(signature, str) and is_signature(signature):
-            records.append(record)
-        else:
-            log.warning(
-                "untrusted_signature",
-                extra={"position": position, "value": ascii(signature)[:100]},
-            )
-    return records

@@ -149,13 +149,16 @@ def decode_transaction(data: bytes) -> DecodedTransaction:
 # --- the reader -------------------------------------------------------------------------
 
 
-def parse_rpc_transaction(tx: object, wallet: str) -> Trade | None:
-    """The trade `tx` (a getTransaction result) is for `wallet`, or None. Never raises."""
-    changes = read_rpc_transaction(tx, wallet)
+def parse_rpc_transaction(tx: object, wallet: str, *, position: int | None = None) -> Trade | None:
+    """The trade `tx` (a getTransaction result) is for `wallet`, or None. Never raises;
+    `position` (in its page) is for the log line of a transaction that is skipped."""
+    changes = read_rpc_transaction(tx, wallet, position=position)
     return None if changes is None else trade_of(changes)
 
 
-def read_rpc_transaction(tx: object, wallet: str) -> BalanceChanges | None:
+def read_rpc_transaction(
+    tx: object, wallet: str, *, position: int | None = None
+) -> BalanceChanges | None:
     """What `tx` (a getTransaction result) did to `wallet`'s balances, or None.
 
     None for failed transactions and for anything that cannot be read or fails the
@@ -164,7 +167,7 @@ def read_rpc_transaction(tx: object, wallet: str) -> BalanceChanges | None:
     try:
         return _read(tx, wallet)
     except (ArithmeticError, ValueError, TypeError, RecursionError):  # last-resort net
-        log.debug("unparseable_rpc_transaction", exc_info=True)
+        log.debug("unparseable_rpc_transaction", extra={"position": position}, exc_info=True)
         return None
 
 

@@ -1,0 +1,273 @@
+"""The `rpc` upstream against the fake JSON-RPC provider over real HTTP: gTFA and the
+signatures path, fallbacks, every fault, the breaker, and byte-identical output to the
+Helius upstream on the same synthetic histories, resumed anywhere, on either upstream."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import base58
+import pytest
+
+from tests.fake_helius import FakeHelius
+from tests.fake_rpc import FakeRpc
+from tests.sse_client import parse
+from tests.support import WALLET
+from walletd.upstream.demo import LARGE_DEMO_WALLET
+
+STREAM = "/v4/wallet/{}/stream"
+BIG = LARGE_DEMO_WALLET  # 2500 transactions here: three signature pages, 25 gTFA pages
+UNKNOWN = base58.b58encode(bytes(range(64))).decode()
+PATHS = ("gtfa", "signatures")
+
+
+@pytest.fixture
+async def rpc(aiohttp_server: Any) -> FakeRpc:
+    fake = FakeRpc("k3y")
+    fake.add_synthetic(WALLET)
+    fake.add_synthetic(BIG, 2500)
+    fake.server = await aiohttp_server(fake.app())  # type: ignore[attr-defined]
+    return fake
+
+
+def rpc_env(fake: FakeRpc, method: str = "auto", **extra: Any) -> dict[str, Any]:
+    return {
+        "UPSTREAM": "rpc",
+        "RPC_URL": fake.url(fake.server),  # type: ignore[attr-defined]
+        "RPC_HISTORY_METHOD": method,
+        "UPSTREAM_RPS": 1000,
+        "UPSTREAM_TIMEOUT": 5,
+        **extra,
+    }
+
+
+@pytest.fixture
+async def helius_env(aiohttp_server: Any) -> dict[str, str]:
+    fake = FakeHelius(synthetic={WALLET: None, BIG: 2500})
+    return fake.walletd_env(await aiohttp_server(fake.app()), UPSTREAM="helius")
+
+
+async def body(client: Any, wallet: str = WALLET, **headers: str) -> bytes:
+    resp = await client.get(STREAM.format(wallet), headers=headers)
+    assert resp.status == 200, await resp.text()
+    return await resp.read()
+
+
+def trades_events(raw: bytes) -> list[bytes]:
+    """The `trades` event blocks of a stream, byte for byte."""
+    return [b for b in raw.split(b"\n\n") if b"event: trades\n" in b]
+
+
+async def reference(serve: Any, helius_env: dict[str, str], wallet: str = WALLET) -> bytes:
+    return await body(await serve(**helius_env), wallet)
+
+
+# --- byte-identical to Helius -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("wallet", [WALLET, BIG])
+@pytest.mark.parametrize("method", PATHS)
+async def test_rpc_and_helius_send_byte_identical_trades_events(
+    serve, rpc, helius_env, method, wallet
+):
+    expected = await reference(serve, helius_env, wallet)
+    got = await body(await serve(**rpc_env(rpc, method)), wallet)
+    assert trades_events(expected)
+    assert trades_events(got) == trades_events(expected)
+    complete = parse(got).events[-1]
+    assert complete.name == "complete"
+    # Failed transactions are examined on every path, so the counts agree too.
+    assert complete.data["signatures_scanned"] == len(rpc.histories[wallet].entries)
+    assert complete.data == {**parse(expected).events[-1].data, "duration_s": ANY}
+
+
+class _Any:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+ANY = _Any()
+
+
+async def test_resume_from_every_cut_point_is_identical_on_every_upstream(serve, rpc, helius_env):
+    """A stream started on one upstream resumes on any other with its last id."""
+    env = {"SSE_BATCH_SIZE": 7}
+    clients = {
+        "helius": await serve(**helius_env, **env),
+        "gtfa": await serve(**rpc_env(rpc, "gtfa"), **env),
+        "signatures": await serve(**rpc_env(rpc, "signatures"), **env),
+    }
+    whole = {name: await body(client) for name, client in clients.items()}
+    events = trades_events(whole["helius"])
+    assert len(events) > 5
+    assert all(trades_events(raw) == events for raw in whole.values())
+    whole_trades = parse(whole["helius"]).trades
+    for cut in parse(whole["helius"]).named("trades"):
+        rests = {
+            name: await body(client, **{"Last-Event-ID": cut.id})
+            for name, client in clients.items()
+        }
+        assert trades_events(rests["gtfa"]) == trades_events(rests["helius"])
+        assert trades_events(rests["signatures"]) == trades_events(rests["helius"])
+        upto = next(i for i, t in enumerate(whole_trades) if t["signature"] == cut.id) + 1
+        assert whole_trades[:upto] + parse(rests["gtfa"]).trades == whole_trades
+
+
+# --- the two paths and the fallbacks ----------------------------------------------------
+
+
+async def test_gtfa_pages_of_100_chain_by_token_with_token_accounts_asked(serve, rpc):
+    client = await serve(**rpc_env(rpc, "auto"))
+    await body(client, BIG)
+    calls = rpc.calls("getTransactionsForAddress")
+    assert len(calls) == 25 and not rpc.calls("getSignaturesForAddress")
+    assert [c.limit for c in calls] == [100] * 25 and calls[0].details == "full"
+    assert [c.pagination_token is None for c in calls] == [True] + [False] * 24
+
+
+async def test_first_trades_go_out_before_the_history_is_listed(serve, rpc):
+    slow_pages = dict(delay_s=0.5, skip=1, when=lambda e: e.method == "getSignaturesForAddress")
+    rpc.faults.inject("delay", times=None, **slow_pages)
+    client = await serve(**rpc_env(rpc, "signatures"))
+    async with client.get(STREAM.format(BIG)) as resp:
+        while b"event: trades" not in await resp.content.readuntil(b"\n\n"):
+            pass
+        first_trades_at = rpc.clock()
+        await resp.read()
+    pages = rpc.calls("getSignaturesForAddress")
+    assert len(pages) == 3
+    assert first_trades_at < pages[-1].t
+    batches = [c.calls.count("getTransaction") for c in rpc.calls("batch")]
+    succeeded = sum(1 for e in rpc.histories[BIG].entries if e.err is None)
+    assert len(batches) == 25 and sum(batches) == succeeded  # failed ones never fetched
+
+
+async def new_rpc(aiohttp_server: Any, **options: Any) -> FakeRpc:
+    fake = FakeRpc(**options)
+    fake.add_synthetic(WALLET)
+    fake.server = await aiohttp_server(fake.app())  # type: ignore[attr-defined]
+    return fake
+
+
+async def test_method_not_found_falls_back_to_signatures_once_per_process(
+    serve, aiohttp_server, helius_env
+):
+    expected = trades_events(await reference(serve, helius_env))
+    fake = await new_rpc(aiohttp_server, gtfa=False)
+    client = await serve(**rpc_env(fake, "auto", CACHE_TTL=0))
+    for _ in range(2):
+        assert trades_events(await body(client)) == expected
+    # Asked once; the second stream went straight to getSignaturesForAddress.
+    assert len(fake.calls("getTransactionsForAddress")) == 1
+    assert len(fake.calls("getSignaturesForAddress")) == 2
+
+
+async def test_explicit_gtfa_without_the_method_is_a_fetch_error(serve, aiohttp_server):
+    fake = await new_rpc(aiohttp_server, gtfa=False)
+    stream = parse(await body(await serve(**rpc_env(fake, "gtfa"))))
+    assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
+
+
+async def test_refused_batches_fall_back_to_paced_single_calls(serve, aiohttp_server, helius_env):
+    expected = trades_events(await reference(serve, helius_env))
+    fake = await new_rpc(aiohttp_server, batches=False)
+    client = await serve(**rpc_env(fake, "signatures", CACHE_TTL=0))
+    assert trades_events(await body(client)) == expected
+    refused = len(fake.calls("batch"))
+    assert 1 <= refused <= 2  # the batches in flight when the first refusal came
+    assert trades_events(await body(client)) == expected
+    assert len(fake.calls("batch")) == refused  # never tried again in this process
+    succeeded = sum(1 for e in fake.histories[WALLET].entries if e.err is None)
+    assert sum(1 for e in fake.log if e.method == "getTransaction") == 2 * succeeded
+
+
+# --- faults, cursors, the breaker -------------------------------------------------------
+
+
+FAULTS = [
+    ("status", {"status": 429, "retry_after": 1}),
+    ("status", {"status": 502}),
+    ("reset", {}),
+    ("reset_body", {}),
+    ("malformed", {}),
+    ("truncated", {}),
+    ("rpc_error", {"code": -32603, "message": "internal"}),
+    ("rpc_error", {"code": -32005, "message": "node is behind"}),
+    ("rpc_error", {"code": -32004, "message": "block not available"}),
+    ("hang", {}),
+]
+
+
+@pytest.mark.parametrize("method", PATHS)
+@pytest.mark.parametrize(("kind", "options"), FAULTS, ids=lambda v: str(v))
+async def test_every_fault_heals_with_exactly_the_right_trades(
+    serve, rpc, helius_env, method, kind, options
+):
+    expected = trades_events(await reference(serve, helius_env))
+    rpc.faults.inject(kind, times=1, **options)  # the first call
+    rpc.faults.inject(kind, times=1, skip=1, **options)  # and the second: a batch or page
+    client = await serve(**rpc_env(rpc, method, UPSTREAM_TIMEOUT=0.5))
+    raw = await body(client)
+    assert parse(raw).events[-1].name == "complete", parse(raw).events[-1]
+    assert trades_events(raw) == expected
+    assert sum(1 for e in rpc.log if e.fault) == 2
+
+
+async def test_retry_after_is_honoured(serve, rpc):
+    rpc.faults.inject("status", times=1, status=429, retry_after=1)
+    await body(await serve(**rpc_env(rpc, "gtfa")))
+    first, second = rpc.log[:2]
+    assert second.t - first.t >= 1.0
+
+
+@pytest.mark.parametrize("method", PATHS)
+async def test_unknown_cursor_is_invalid_event_id_before_the_stream(serve, rpc, method):
+    resp = await (await serve(**rpc_env(rpc, method))).get(
+        STREAM.format(WALLET), params={"before": UNKNOWN}
+    )
+    assert resp.status == 400
+    assert (await resp.json())["code"] == "INVALID_EVENT_ID"
+
+
+async def test_upstream_down_gives_fetch_errors_then_the_circuit_opens(serve, rpc):
+    rpc.faults.inject("status", times=None, status=503)
+    client = await serve(**rpc_env(rpc, "gtfa", UPSTREAM_MAX_RETRIES=1, CACHE_TTL=0))
+    for _ in range(3):
+        stream = parse(await body(client))
+        assert stream.events[-1].data["code"] == "DATA_FETCH_ERROR"
+    assert len(rpc.log) == 6  # three streams, one call and one retry each
+    stream = parse(await body(client))
+    assert stream.events[-1].data["code"] == "SERVICE_UNAVAILABLE"
+    assert len(rpc.log) == 6  # failed fast: the upstream was not asked
+    assert (await (await client.get("/ready")).json())["reasons"] == ["upstream_circuit_open"]
+
+
+async def test_the_key_in_rpc_url_is_never_logged_nor_shown(serve, rpc, caplog):
+    caplog.set_level(logging.DEBUG)
+    rpc.faults.inject("status", times=None, status=503)
+    client = await serve(**rpc_env(rpc, "gtfa", UPSTREAM_MAX_RETRIES=1))
+    raw = await body(client)
+    assert parse(raw).events[-1].data["code"] == "DATA_FETCH_ERROR"
+    assert b"k3y" not in raw
+    assert any(r.msg == "upstream_failed" for r in caplog.records)
+    for record in caplog.records:
+        if not record.name.startswith("walletd"):
+            continue  # the fake provider's own access log
+        assert "k3y" not in record.getMessage() and "k3y" not in str(record.__dict__)
+
+
+@pytest.mark.parametrize("method", PATHS)
+async def test_a_bad_upstream_signature_is_skipped_and_logged(
+    serve, aiohttp_server, method, caplog
+):
+    fake, source = FakeRpc(), await new_rpc(aiohttp_server)
+    txs = [source.transaction(e.signature) for e in source.histories[WALLET].entries]
+    bad = {**txs[0], "transaction": {**txs[0]["transaction"], "signatures": ["not-a-signature"]}}
+    fake.add_history(WALLET, [bad, *txs[1:]])
+    fake.server = await aiohttp_server(fake.app())  # type: ignore[attr-defined]
+    stream = parse(await body(await serve(**rpc_env(fake, method))))
+    assert stream.events[-1].name == "complete"
+    assert all(t["signature"] != "not-a-signature" for t in stream.trades)
+    assert stream.events[-1].data["signatures_scanned"] == len(txs) - 1
+    assert any(r.msg == "untrusted_signature" for r in caplog.records)

@@ -1,0 +1,130 @@
+"""Pipelined history fetching, shared by the upstreams that list signatures first (SPEC §4).
+
+Signatures are listed a page (1000) at a time, each page after the previous one's
+cursor, and cut into batches of 100 whose transactions are fetched concurrently (up to
+`lookahead` batches in flight). Batches are yielded strictly in signature order, newest
+first, as soon as the oldest outstanding one arrives: the first trades go out long
+before the whole history is listed, and memory stays bounded by the batches in flight.
+
+While a call waits out a Retry-After or a backoff, the window widens to `max_lookahead`:
+later batches keep coming at the paced rate instead of the whole pipeline idling for a
+second behind the oldest one (a 429 then costs almost nothing, bench/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+from walletd.trades.solana import is_signature
+from walletd.upstream.source import TxPage
+
+log = logging.getLogger(__name__)
+
+SIGNATURES_PAGE = 1000  # getSignaturesForAddress maximum
+BATCH = 100  # signatures per page of transactions
+
+_RETRY_POLL_S = 0.05  # how soon a waiting pipeline notices a call sleeping to retry
+
+B = TypeVar("B")
+Records = list[dict[str, Any]]
+ListPage = Callable[[str, str | None, int], Coroutine[Any, Any, Records]]
+
+
+async def pipelined(
+    batches: AsyncGenerator[B, None],
+    fetch: Callable[[B], Coroutine[Any, Any, TxPage]],
+    *,
+    waiting_to_retry: Callable[[], int],
+    lookahead: int = 4,
+    max_lookahead: int = 32,
+) -> AsyncIterator[TxPage]:
+    """`fetch(batch)` for every batch, up to `lookahead` at once (`max_lookahead` while
+    `waiting_to_retry()` is non-zero), yielded in batch order. Closing the iterator
+    cancels the fetches in flight and closes `batches`."""
+    max_lookahead = max(lookahead, max_lookahead)
+    pending: deque[asyncio.Task[TxPage]] = deque()
+    try:
+        exhausted = False
+
+        async def extend() -> None:
+            nonlocal exhausted
+            batch = await anext(batches, None)
+            if batch is None:
+                exhausted = True
+            else:
+                pending.append(asyncio.create_task(fetch(batch)))
+
+        while True:
+            while not exhausted and len(pending) < lookahead:
+                await extend()
+            if not pending:
+                return
+            task = pending[0]
+            while not task.done():
+                if waiting_to_retry() and not exhausted and len(pending) < max_lookahead:
+                    await extend()
+                else:
+                    await asyncio.wait({task}, timeout=_RETRY_POLL_S)
+            pending.popleft()
+            yield task.result()
+    finally:
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                await task
+        await batches.aclose()
+
+
+async def signature_batches(
+    list_page: ListPage, wallet: str, before: str | None
+) -> AsyncGenerator[Records, None]:
+    """Signature records in batches of 100, newest first, paging with `before` through
+    `list_page(wallet, before, limit)` (getSignaturesForAddress).
+
+    The next page is asked for as soon as a full page arrives, so the transaction
+    batches never wait on a page boundary. A record whose signature is not base58 of 64
+    bytes is skipped and logged (upstream data is untrusted, SPEC §4).
+    """
+    page: asyncio.Task[Records] | None = asyncio.create_task(
+        list_page(wallet, before, SIGNATURES_PAGE)
+    )
+    try:
+        while page is not None:
+            listed = await page
+            records = [r for r in listed if _valid(r)]
+            page = None
+            if len(listed) == SIGNATURES_PAGE and records:
+                cursor = records[-1]["signature"]
+                page = asyncio.create_task(list_page(wallet, cursor, SIGNATURES_PAGE))
+            for start in range(0, len(records), BATCH):
+                yield records[start : start + BATCH]
+    finally:
+        if page is not None:
+            page.cancel()
+            with contextlib.suppress(BaseException):
+                await page
+
+
+def _valid(record: dict[str, Any]) -> bool:
+    return genuine_signature(record.get("signature") if isinstance(record, Mapping) else None)
+
+
+def genuine_signature(signature: object) -> bool:
+    """True when an upstream signature is base58 of 64 bytes (SPEC §4): it becomes an SSE
+    `id:` line and a cursor. Anything else is logged escaped (ascii), never raw."""
+    if isinstance(signature, str) and is_signature(signature):
+        return True
+    log.warning("untrusted_signature", extra={"value": ascii(signature)[:100]})
+    return False
+
+
+def placeholder(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A failed transaction's stand-in: never fetched (never a trade), still listed, so it
+    counts as examined and pages keep the same boundaries on every upstream."""
+    return {"signature": record["signature"], "transactionError": record["err"]}
