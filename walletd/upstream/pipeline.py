@@ -97,7 +97,7 @@ async def signature_batches(
     try:
         while page is not None:
             listed = await page
-            records = [r for r in listed if _valid(r)]
+            records = [r for position, r in enumerate(listed) if _valid(r, position)]
             page = None
             if len(listed) == SIGNATURES_PAGE and records:
                 cursor = records[-1]["signature"]
@@ -111,16 +111,19 @@ async def signature_batches(
                 await page
 
 
-def _valid(record: dict[str, Any]) -> bool:
-    return genuine_signature(record.get("signature") if isinstance(record, Mapping) else None)
+def _valid(record: dict[str, Any], position: int) -> bool:
+    signature = record.get("signature") if isinstance(record, Mapping) else None
+    return genuine_signature(signature, position)
 
 
-def genuine_signature(signature: object) -> bool:
+def genuine_signature(signature: object, position: int) -> bool:
     """True when an upstream signature is base58 of 64 bytes (SPEC §4): it becomes an SSE
     `id:` line and a cursor. Anything else is logged escaped (ascii), never raw."""
     if isinstance(signature, str) and is_signature(signature):
         return True
-    log.warning("untrusted_signature", extra={"value": ascii(signature)[:100]})
+    log.warning(
+        "untrusted_signature", extra={"position": position, "value": ascii(signature)[:100]}
+    )
     return False
 
 

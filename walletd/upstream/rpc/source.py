@@ -86,7 +86,7 @@ class RpcSource:
                 following = None
                 if token is not None and data:
                     following = asyncio.create_task(ask(wallet, token))
-                transactions = [tx for tx in data if _valid(tx)]
+                transactions = [tx for n, tx in enumerate(data) if _valid(tx, n)]
                 if transactions:
                     cursor = _signature(transactions[-1])
                     yield TxPage(transactions, cursor, parse_rpc_transaction)
@@ -131,10 +131,10 @@ def _signature(tx: Mapping[str, Any]) -> str:
     return str(tx["transaction"]["signatures"][0])
 
 
-def _valid(tx: Mapping[str, Any]) -> bool:
+def _valid(tx: Mapping[str, Any], position: int) -> bool:
     """A gTFA entry is used only if its first signature is base58 of 64 bytes."""
     try:
         signature = tx["transaction"]["signatures"][0]
     except (KeyError, IndexError, TypeError):
         signature = None
-    return genuine_signature(signature)
+    return genuine_signature(signature, position)
