@@ -111,7 +111,7 @@ except ImportError:  # pragma: no cover
     from tests.rpc_shapes import to_rpc
 
 from walletd.trades.solana import is_address, is_signature
-from walletd.upstream.rpc.reader import decode_transaction
+from walletd.upstream.rpc.message import decode_transaction
 
 MAX_SIGNATURES = 1000
 MAX_FULL = 100

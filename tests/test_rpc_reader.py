@@ -14,11 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from walletd.trades.solana import USDC_MINT, WSOL_MINT
+from walletd.upstream.rpc.message import MessageError, _Reader, decode_transaction
 from walletd.upstream.rpc.reader import (
     DEX_PROGRAMS,
-    MessageError,
-    _Reader,
-    decode_transaction,
     dex_of,
     parse_rpc_transaction,
     read_rpc_transaction,

@@ -40,7 +40,8 @@ from walletd.stream.events import (
     ProgressEvent,
 )
 from walletd.trades.summary import TradeFacts, TradeSummary
-from walletd.upstream.history import Recording, ScannedPage
+from walletd.upstream.history import Recording
+from walletd.upstream.pages import ScannedPage
 
 log = logging.getLogger(__name__)
 
