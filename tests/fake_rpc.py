@@ -281,15 +281,15 @@ class FakeRpc:
                 instead = await self._instead(request, entry, rule)
                 if instead is not None:
                     return instead
-            body = orjson.dumps(self._answer(message, entry))
+            answer = orjson.dumps(self._answer(message, entry))
             if rule is not None and rule.kind == Kind.RESET_BODY:
                 entry.status = 200
-                return await _reset_mid_body(request, 200, body)
+                return await _reset_mid_body(request, 200, answer)
             if rule is not None and rule.kind == Kind.MALFORMED:
-                body = body[: len(body) // 2] + b"}<html>not json"
+                answer = answer[: len(answer) // 2] + b"}<html>not json"
             elif rule is not None and rule.kind == Kind.TRUNCATED:
-                body = body[: max(1, len(body) // 2)]
-            return self._finish(entry, web.Response(body=body, content_type="application/json"))
+                answer = answer[: max(1, len(answer) // 2)]
+            return self._finish(entry, web.Response(body=answer, content_type="application/json"))
         finally:
             entry.t_end = self.clock()
 

@@ -63,7 +63,8 @@ def to_rpc(tx: Mapping[str, Any]) -> dict[str, Any]:
         pre.append(before)
         post.append(before + delta)
 
-    pre_tokens, post_tokens = [], []
+    pre_tokens: list[dict[str, Any]] = []
+    post_tokens: list[dict[str, Any]] = []
     for account, token in tokens:
         index = keys.index(account)
         raw = int(token["rawTokenAmount"]["tokenAmount"])
@@ -103,7 +104,7 @@ def to_rpc(tx: Mapping[str, Any]) -> dict[str, Any]:
         }
         for t in tx.get("nativeTransfers") or []
     ]
-    outer = [
+    outer: list[dict[str, Any]] = [
         {"accounts": [], "data": "", "programId": program or SYSTEM_PROGRAM, "stackHeight": None}
     ]
     return {

@@ -202,7 +202,9 @@ async def test_rotation_keeps_the_old_key_for_the_overlap(serve, keyed):
         resp = await client.get(STREAM, headers={"X-API-Key": key}, params={"limit": "1"})
         assert resp.status == 200
         await resp.read()
-    await store_of(client).rotate((await store_of(client).find(new)).id, overlap_s=0)
+    current = await store_of(client).find(new)
+    assert current is not None
+    await store_of(client).rotate(current.id, overlap_s=0)
     resp = await client.get(STREAM, headers={"X-API-Key": new})
     assert resp.status == 401
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import base58
 import pytest
@@ -25,7 +27,9 @@ def addresses(count: int) -> list[str]:
     return [base58.b58encode(hashlib.sha256(b"a%d" % i).digest()).decode() for i in range(count)]
 
 
-async def collect(source: DemoSource, wallet: str, before: str | None = None) -> list[dict]:
+async def collect(
+    source: DemoSource, wallet: str, before: str | None = None
+) -> list[Mapping[str, Any]]:
     return [tx async for page in source.pages(wallet, before) for tx in page.transactions]
 
 
@@ -62,7 +66,7 @@ async def test_pages_are_newest_first_with_cursors_that_resume():
     assert slots == sorted(slots, reverse=True)
     for page in pages:
         assert page.cursor == page.transactions[-1]["signature"]
-        assert is_signature(page.cursor)
+        assert page.cursor is not None and is_signature(page.cursor)
     rest = await collect(source, WALLET, pages[2].cursor)
     assert rest == [tx for p in pages[3:] for tx in p.transactions]
 

@@ -180,7 +180,7 @@ class RecordingEnv(dict[str, str]):
         super().__init__(values)
         self.asked: set[str] = set()
 
-    def get(self, key, default=None):  # type: ignore[override]
+    def get(self, key, default=None):
         self.asked.add(key)
         return super().get(key, default)
 

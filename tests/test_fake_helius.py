@@ -231,7 +231,12 @@ async def test_transaction_batches_hold_at_most_100(
 ) -> None:
     sigs = [e.signature for e in fake.histories[WALLET].entries]
     assert len(await transactions(session, fake.transactions_url(server), sigs[:100])) == 100
-    for body in ({"transactions": sigs[:101]}, {"transactions": []}, {"signatures": sigs[:2]}):
+    bodies: list[dict[str, Any]] = [
+        {"transactions": sigs[:101]},
+        {"transactions": []},
+        {"signatures": sigs[:2]},
+    ]
+    for body in bodies:
         async with session.post(fake.transactions_url(server), json=body) as response:
             assert response.status == 400
             assert "error" in await response.json()

@@ -13,7 +13,8 @@ import aiohttp
 import base58
 import pytest
 
-from tests.fake_rpc import FakeRpc, Kind, TokenBucket
+from tests.fake_helius import Kind, TokenBucket
+from tests.fake_rpc import FakeRpc
 from walletd.upstream.helius.reader import parse_transaction
 from walletd.upstream.rpc.reader import parse_rpc_transaction
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,8 @@ async def fake(aiohttp_server):
 
 
 async def demo_trades(wallet: str, count: int | None = None) -> list[dict]:
-    trades, seen = [], 0
+    trades: list[dict] = []
+    seen = 0
     async for page in DemoSource().pages(wallet, None):
         for tx in page.transactions:
             if count is not None and seen >= count:
@@ -53,7 +55,7 @@ async def test_first_trades_go_out_before_the_last_signature_page_is_asked(serve
     fake.faults.transactions.latency_s = 0.02
     client = await serve(**fake.env)
     async with client.get(STREAM.format(BIG)) as resp:
-        events = []
+        events: list[Any] = []
         while not any(e.name == "trades" for e in events):
             events += await read_events(resp, 1)
         first_trades_at = time.monotonic()

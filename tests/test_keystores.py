@@ -224,7 +224,9 @@ async def rewrite(
     client = connect(request.getfixturevalue("redis_url"))
     name = f"{request.getfixturevalue('redis_prefix')}key:{digest}"
     try:
-        item = json.loads(await client.get(name))
+        stored = await client.get(name)
+        assert stored is not None
+        item = json.loads(stored)
         edit(item)
         await client.set(name, json.dumps(item))
     finally:

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fake_helius import FakeHelius
 from tests.fakes import ListSource, demo_pages
+from tests.redis_server import free_port
 from tests.sse_client import parse, read_events
 from tests.support import WALLET
-from tests.walletd_process import free_port
 from walletd.appkeys import KEYSTORE, METRICS
 
 EMPTY = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # a demo address without history
@@ -173,5 +173,9 @@ async def listening_on(port: int) -> list[str]:
     """The addresses a TCP port is bound to, on this machine."""
     found = await asyncio.to_thread(psutil.net_connections, "tcp")
     return sorted(
-        {c.laddr.ip for c in found if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        {
+            c.laddr.ip
+            for c in found
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        }
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ from walletd.upstream.helius.reader import parse_transaction
 
 
 @pytest.fixture
-async def swap() -> dict:
+async def swap() -> Mapping[str, Any]:
     async for page in DemoSource().pages(WALLET, None):
         for tx in page.transactions:
             if parse_transaction(tx, WALLET) is not None:

@@ -33,8 +33,8 @@ def load(name: str) -> dict[str, Any]:
     data = json.loads((DATA / name).read_text(encoding="utf-8"))
     for key in ("raw", "result"):
         if key in data:
-            return data[key]  # type: ignore[no-any-return]
-    return data  # type: ignore[no-any-return]
+            return data[key]
+    return data
 
 
 def all_samples() -> list[str]:
@@ -46,7 +46,7 @@ def fee_payer(tx: dict[str, Any]) -> str:
     if isinstance(transaction, list):
         return decode_transaction(base64.b64decode(transaction[0])).account_keys[0]
     key = transaction["message"]["accountKeys"][0]
-    return key["pubkey"] if isinstance(key, dict) else key  # type: ignore[no-any-return]
+    return key["pubkey"] if isinstance(key, dict) else key
 
 
 def invoked_programs(tx: dict[str, Any]) -> set[str]:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.walletd_process import free_port, serve_args, walletd
+from tests.redis_server import free_port
+from tests.walletd_process import serve_args, walletd
 from walletd.ops.sdnotify import notify, reloading, watchdog_interval_s
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ async def test_heartbeats_keep_a_slow_stream_alive(serve, pages):
     source = ListSource.from_pages(pages, gates={1: gate})
     client = await serve(source=source, SSE_KEEPALIVE_INTERVAL=0.05)
     async with client.get(STREAM) as resp:
-        events = []
+        events: list[Any] = []
         while sum(e.name == "heartbeat" for e in events) < 3:
             events += await read_events(resp, 1)
         assert events[0].name == "connected"

@@ -10,9 +10,29 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    check: Callable[[], Awaitable[T]],
+    *,
+    within_s: float = ...,
+    every_s: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T],
+    *,
+    within_s: float = ...,
+    every_s: float = ...,
+    what: str = ...,
+) -> T: ...
 
 
 async def eventually(
@@ -30,6 +50,6 @@ async def eventually(
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         assert time.monotonic() < deadline, f"{what} never reached within {within_s} s"
         await asyncio.sleep(every_s)
