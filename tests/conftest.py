@@ -40,6 +40,9 @@ def make_settings(**env: Any) -> Settings:
 # Tests of other things open more streams and requests than SPEC §3's defaults allow one
 # client; tests of the limits set their own.
 UNLIMITED = {"RATE_LIMIT_REQUESTS": 1_000_000, "RATE_LIMIT_STREAMING_CONNECTIONS": 100_000}
+# Demo histories as generated: tests that pin their counts need no live trades; the
+# follow tests (test_follow*.py) turn them on with a clock of their own.
+STATIC_DEMO = {"DEMO_LIVE_INTERVAL": 0}
 
 
 @pytest.fixture
@@ -60,10 +63,13 @@ def serve(aiohttp_server: Any, aiohttp_client: Any) -> ServeFn:
         source: TradeSource | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         **env: Any,
     ) -> TestClient[Any, Any]:
-        settings = make_settings(**{**UNLIMITED, **env})
-        app = create_app(settings, source=source, breaker=breaker, clock=clock)
+        settings = make_settings(**{**UNLIMITED, **STATIC_DEMO, **env})
+        app = create_app(
+            settings, source=source, breaker=breaker, clock=clock, wall_clock=wall_clock
+        )
         server = await aiohttp_server(app, access_log_class=AccessLogger)
         client: TestClient[Any, Any] = await aiohttp_client(server)
         return client

@@ -3,10 +3,8 @@
 A Recording turns a source's pages into ScannedPages (trades parsed and JSON-encoded)
 on demand: the reader at the frontier triggers the next fetch, every other reader of
 the same wallet waits for that same fetch, and each reads at its own pace by index.
-A reader that leaves never cancels a fetch others wait for (readers wait on their own
-futures, woken when the fetch ends).
-HistoryCache keeps recordings for CACHE_TTL after their last use, bounded by the
-number of trades held.
+A reader that leaves never cancels a fetch others wait for. HistoryCache keeps
+recordings for CACHE_TTL after their last use, bounded by the number of trades held.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from walletd.stream import sse
 from walletd.stream.sse import encode_json
 from walletd.trades.summary import TradeFacts, TradeSummary, facts_of
 from walletd.upstream.helius.reader import parse_transaction
-from walletd.upstream.source import TradeSource, TxPage
+from walletd.upstream.source import TradeSource, TxPage, page_signatures
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +179,7 @@ class Recording:
         # of readers time out for heartbeats and leave in O(1) each, not O(readers).
         self._waiters: set[asyncio.Future[None]] = set()
         self._error: BaseException | None = None
+        self.head: str | None = None  # the newest signature listed (a source's first page)
         self.done = False
         self.trade_count = 0
         self.readers = 0
@@ -241,6 +240,8 @@ class Recording:
         try:
             page = await anext(self._pages)
             if isinstance(page, TxPage):
+                if not self._scanned and self.head is None:
+                    self.head = next(iter(page_signatures(page)), None)
                 page = parse_page(page, self._wallet, self._seen)
             scanned = frame_page(
                 page, batch_size=self._batch_size, batches=self._batches, total=self.trade_count
@@ -364,8 +365,7 @@ class HistoryCache:
         return Recording(pages(), wallet, self._clock(), self._batch_size, on_complete=store)
 
     def sweep(self) -> None:
-        """Drop recordings unused for `ttl_s` or over the bound; run periodically too,
-        so memory returns when traffic stops."""
+        """Drop recordings unused for `ttl_s` or over the bound (run periodically too)."""
         self._expire()
 
     def _expire(self) -> None:
@@ -377,10 +377,7 @@ class HistoryCache:
             if total > self._max_trades or now - recording.last_used >= self._ttl_s:
                 del self._recordings[key]
                 total -= recording.trade_count
-                self._close_later(recording)
-
-    def _close_later(self, recording: Recording) -> None:
-        self._spawn(recording.close())
+                self._spawn(recording.close())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Background work that close() waits for."""

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from walletd.trades.solana import is_signature
+
 
 @dataclass(frozen=True, slots=True)
 class TxPage:
@@ -19,6 +21,12 @@ class TxPage:
     cursor: str | None
 
 
+def page_signatures(page: TxPage) -> list[str]:
+    """The page's transaction signatures that may reach a client (SPEC §4), in order."""
+    signatures = (tx.get("signature") for tx in page.transactions)
+    return [s for s in signatures if isinstance(s, str) and is_signature(s)]
+
+
 class TradeSource(Protocol):
     """Where histories come from (the demo generator, Helius).
 
@@ -26,8 +34,17 @@ class TradeSource(Protocol):
     nothing); it raises WalletdError subclasses (InvalidEventId for a cursor the
     wallet never had, DataFetchError, ServiceUnavailable) and nothing else. Nothing
     here assumes a history ends: a live source may keep yielding.
+
+    `newer` is live follow's poll (SPEC §1): every transaction strictly newer than
+    signature `since` (None: every transaction), newest first, in pages. With `verify`
+    it raises InvalidEventId when `since` is not in the wallet's history; pollers pass
+    False for signatures the upstream itself listed, sparing the check its call.
     """
 
     def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]: ...
+
+    async def newer(
+        self, wallet: str, since: str | None, *, verify: bool = True
+    ) -> list[TxPage]: ...
 
     async def close(self) -> None: ...

@@ -81,12 +81,20 @@ class HeliusClient:
         return self._waiting
 
     async def signatures(
-        self, address: str, before: str | None, limit: int = SIGNATURES_PAGE
+        self,
+        address: str,
+        before: str | None,
+        limit: int = SIGNATURES_PAGE,
+        *,
+        until: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Signature records of `address`, newest first, strictly older than `before`."""
+        """Signature records of `address`, newest first, strictly older than `before`
+        and strictly newer than `until` (live follow's poll)."""
         options: dict[str, Any] = {"limit": min(limit, SIGNATURES_PAGE)}
         if before is not None:
             options["before"] = before
+        if until is not None:
+            options["until"] = until
         self._rpc_id += 1
         body = {
             "jsonrpc": "2.0",

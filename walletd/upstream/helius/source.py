@@ -75,6 +75,43 @@ class HeliusSource:
                     await task
             await batches.aclose()
 
+    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
+        """Everything newer than `since`: signatures listed with `until=since` (paging
+        with `before` while pages come full), then their enhanced transactions.
+
+        `until` is silent about a signature it does not know (the listing just runs on
+        to the oldest), so `verify` asks for one record `before=since` alongside: the
+        node's "not found" (-32020) becomes InvalidEventId.
+        """
+        check = None
+        if verify and since is not None:
+            check = asyncio.create_task(self._client.signatures(wallet, since, 1))
+        try:
+            records: list[dict[str, Any]] = []
+            before = None
+            while True:
+                listed = await self._client.signatures(wallet, before, until=since)
+                page = [r for r in listed if isinstance(r.get("signature"), str)]
+                records += page
+                if len(listed) < SIGNATURES_PAGE or not page:
+                    break
+                before = page[-1]["signature"]
+            if check is not None:
+                await check
+        finally:
+            if check is not None and not check.done():
+                check.cancel()
+                with contextlib.suppress(BaseException):
+                    await check
+        batches = [
+            records[start : start + TRANSACTIONS_BATCH]
+            for start in range(0, len(records), TRANSACTIONS_BATCH)
+        ]
+        found = await asyncio.gather(*(self._fetch(batch) for batch in batches))
+        return [
+            TxPage(txs, batch[-1]["signature"]) for txs, batch in zip(found, batches, strict=True)
+        ]
+
     async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The batch's transactions in signature order. Failed ones are not fetched (they
         are never trades) but still listed, so they count as examined; signatures the
