@@ -10,13 +10,15 @@ from clocks import FakeClock
 from conftest import WALLET
 from sse_client import EventReader, parse
 
+from walletd.app import drain
+from walletd.appkeys import LIVE
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, signature_at
 from walletd.upstream.demo_live import tick_signature
 
 URL = f"/v4/wallet/{WALLET}/stream"
 NOW = 1_800_000_000.0  # unix seconds: the demo wall clock of these tests
 INTERVAL = 10
-LIVE = {
+FOLLOW_ENV = {
     "DEMO_LIVE_INTERVAL": INTERVAL,
     "FOLLOW_POLL_INTERVAL": 0.1,
     "SSE_KEEPALIVE_INTERVAL": 0.3,
@@ -34,7 +36,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def client(serve: Any, clock: FakeClock) -> Any:
-    return await serve(wall_clock=clock, **LIVE)
+    return await serve(wall_clock=clock, **FOLLOW_ENV)
 
 
 async def test_follow_sends_history_caught_up_then_live_trades(
@@ -148,10 +150,25 @@ async def test_follow_resumes_with_a_live_id(client: Any, clock: FakeClock) -> N
 
 
 async def test_follow_timeout_and_ids_stay_resumable(serve: Any, clock: FakeClock) -> None:
-    client = await serve(wall_clock=clock, SSE_MAX_STREAM_DURATION=0.5, **LIVE)
+    client = await serve(wall_clock=clock, SSE_MAX_STREAM_DURATION=0.5, **FOLLOW_ENV)
     async with client.get(URL, params={"follow": "true"}) as resp:
         stream = parse(await resp.read())
     assert stream.events[-1].name == "error"
     error = stream.events[-1].data
     assert error["code"] == "STREAM_TIMEOUT"
     assert error["last_event_id"] == tick(int(NOW // INTERVAL))
+
+
+async def test_follow_drain_ends_with_server_shutdown_and_resume_id(
+    client: Any, clock: FakeClock
+) -> None:
+    async with client.get(URL, params={"follow": "true"}) as resp:
+        reader = EventReader(resp)
+        await reader.until("caught_up")
+        clock.advance(INTERVAL)
+        live_id = (await reader.until("trades"))[-1].id
+        await drain(client.server.app, delay_s=0)
+        error = (await reader.until("error"))[-1].data
+    assert error["code"] == "SERVER_SHUTDOWN"
+    assert error["last_event_id"] == live_id
+    assert client.server.app[LIVE].feeds == 0  # the poller stopped with its follower
