@@ -9,6 +9,7 @@ import pytest
 from clocks import FakeClock
 from conftest import WALLET
 from sse_client import EventReader, parse
+from waiting import eventually
 
 from walletd.app import drain
 from walletd.appkeys import LIVE
@@ -171,4 +172,5 @@ async def test_follow_drain_ends_with_server_shutdown_and_resume_id(
         error = (await reader.until("error"))[-1].data
     assert error["code"] == "SERVER_SHUTDOWN"
     assert error["last_event_id"] == live_id
-    assert client.server.app[LIVE].feeds == 0  # the poller stopped with its follower
+    # The poller stops with its last follower.
+    await eventually(lambda: client.server.app[LIVE].feeds == 0, what="the poller stopped")
