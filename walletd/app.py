@@ -41,6 +41,7 @@ from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
 from walletd.limits import Limits
 from walletd.live.feed import LiveFeeds
+from walletd.live.shared import SharedPolling
 from walletd.observability.alerts import AlertMonitor, ErrorRate
 from walletd.observability.metrics import Metrics
 from walletd.ops import redis as redis_client
@@ -125,6 +126,16 @@ def create_app(
         poll_interval_s=settings.follow_poll_interval_s,
         on_poll=app[METRICS].live_poll_latency.observe,
     )
+    if REDIS in app and settings.secret_key:  # one poller per wallet across instances
+        app[LIVE].coordinator = SharedPolling(
+            app[REDIS],
+            app[LIVE],
+            prefix=settings.redis_prefix,
+            lease_ttl_s=settings.stream_lease_ttl_s,
+            secret_key=settings.secret_key,
+        )
+    elif REDIS in app:  # unsigned messages would be trusted blindly (SPEC §3)
+        log.warning("live_follow_polls_per_process", extra={"reason": "no SECRET_KEY"})
     app[METRICS].watch_live(lambda: app[LIVE].followers, lambda: app[LIVE].feeds)
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
     app.cleanup_ctx.append(housekeeping)

@@ -78,6 +78,8 @@ class Coordinator(Protocol):
 
     def start(self, feed: WalletFeed) -> asyncio.Task[None]: ...
 
+    async def share(self, wallet: str, batch: LiveBatch) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -209,6 +211,8 @@ class LiveFeeds:
         """Hand a polled batch to this process's followers (the coordinator also sends
         it to the other instances')."""
         feed.publish(batch)
+        if self.coordinator is not None:
+            await self.coordinator.share(feed.wallet, batch)
 
     def observe_batch(self, batch: LiveBatch) -> None:
         self._on_batch(batch)
