@@ -28,6 +28,7 @@ from walletd.stream.connection import WalletStream
 from walletd.stream.events import CaughtUpEvent, HeartbeatEvent
 from walletd.trades.solana import is_signature
 from walletd.upstream.history import Recording
+from walletd.upstream.source import page_signatures
 
 
 def follow_cursor(cursor: str | None) -> tuple[str | None, str | None]:
@@ -106,7 +107,8 @@ class FollowStream(WalletStream):
     async def _history_head(self, recording: Recording) -> str | None:
         """The newest signature listed; for a history from the shared cache (which keeps
         trades only), the newest trade: newer transactions then are scanned again, but
-        nothing is lost."""
+        nothing is lost. A cached history without trades asks the source for its head
+        (None would mean: poll the whole history)."""
         index = 0
         while (page := await self._next_page(recording, index)) is not None:
             if recording.head is not None:
@@ -114,7 +116,15 @@ class FollowStream(WalletStream):
             if len(page):
                 return page.signatures[0]
             index += 1
-        return None
+        if index == 0:
+            return None  # no transactions at all
+        pages = self.request.app[SOURCE].pages(self.wallet, None)
+        try:
+            first = await anext(pages, None)
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
+        listed = [] if first is None else page_signatures(first)
+        return listed[0] if listed else None
 
     def _label(self, frame: bytes, last_id: str) -> bytes:
         if self.head is None:  # pragma: no cover - trades imply a head

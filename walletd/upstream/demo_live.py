@@ -36,7 +36,7 @@ class LiveTicks:
     """The live part of demo histories, on the wall clock `clock` (unix seconds)."""
 
     def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
-        self.interval_s = interval_s
+        self.interval_s = float(interval_s)  # one spelling in every signature
         self._clock = clock
         # The first tick newer than every static transaction.
         self._first = math.floor(_GENESIS_TIME / interval_s) + 1
