@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
 from tests import redis_server
-from tests.support import DATA, UNLIMITED, ServeFn, StartLimits, make_settings
+from tests.support import DATA, STATIC_DEMO, UNLIMITED, ServeFn, StartLimits, make_settings
 from tests.walletd_process import Server, start
 from walletd.app import create_app
 from walletd.config import Settings
@@ -44,10 +44,13 @@ def serve(aiohttp_server: Any, aiohttp_client: Any) -> ServeFn:
         source: TradeSource | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         **env: Any,
     ) -> TestClient[Any, Any]:
-        settings = make_settings(**{**UNLIMITED, **env})
-        app = create_app(settings, source=source, breaker=breaker, clock=clock)
+        settings = make_settings(**{**UNLIMITED, **STATIC_DEMO, **env})
+        app = create_app(
+            settings, source=source, breaker=breaker, clock=clock, wall_clock=wall_clock
+        )
         server = await aiohttp_server(app, access_log_class=AccessLogger)
         client: TestClient[Any, Any] = await aiohttp_client(server)
         return client

@@ -14,8 +14,9 @@ Protocol (as Helius serves it):
   (``slot``, ``timestamp``, ``transactionError``). An address without history gets ``[]``.
   As Agave does: ``limit`` 0 or above 1000 is ``-32602 "Invalid limit; max 1000"``, a
   malformed address or signature is ``-32602``, an unknown method ``-32601``, a body that
-  is not JSON ``-32700``. Batch requests and ``until`` are refused (``-32600``/``-32602``):
-  walletd uses neither.
+  is not JSON ``-32700``. ``until`` stops the listing before that signature (an
+  ``until`` the history lacks is ignored, as on a real node: the listing runs on). Batch
+  requests are refused (``-32600``): walletd sends none.
 * ``POST /v0/transactions?api-key=KEY`` with ``{"transactions": [sig, ...]}`` (1..100):
   a JSON array of enhanced transactions in the order asked; a signature the fake does
   not know is simply absent (Helius answers short batches too). Over 100 is a 400.
@@ -132,6 +133,7 @@ class LogEntry:
     rpc_id: Any = None  # the JSON-RPC id, echoed by fault answers
     address: str | None = None
     before: str | None = None
+    until: str | None = None  # getSignaturesForAddress's `until`: a live poll
     limit: int | None = None
     signatures: int | None = None  # how many transactions a batch asked for
     asked: tuple[str, ...] = ()
@@ -172,15 +174,19 @@ class History:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def page(self, before: str | None, limit: int) -> list[SignatureInfo] | None:
-        """Up to `limit` entries strictly older than `before`; None if `before` is unknown."""
+    def page(
+        self, before: str | None, limit: int, until: str | None = None
+    ) -> list[SignatureInfo] | None:
+        """Up to `limit` entries strictly older than `before` and newer than `until`;
+        None if `before` is unknown."""
         start = 0
         if before is not None:
             position = self._position.get(before)
             if position is None:
                 return None
             start = position + 1
-        return self.entries[start : start + limit]
+        stop = self._position.get(until, len(self.entries)) if until else len(self.entries)
+        return self.entries[start : min(start + limit, max(stop, start))]
 
 
 def signature_info(tx: Mapping[str, Any]) -> SignatureInfo:
@@ -406,6 +412,17 @@ class FakeHelius:
                 entries.append(self._infos[signature])
         self.histories[address] = History(entries)
 
+    def add_newer(self, address: str, txs: Iterable[Mapping[str, Any]]) -> None:
+        """Land `txs` (newest first) on `address`, newer than everything it has: what a
+        live wallet does while walletd follows it."""
+        old = list(self.histories[address].entries) if address in self.histories else []
+        self.histories.pop(address, None)
+        self.add_history(address, txs)
+        listed = {e.signature for e in self.histories[address].entries}
+        self.histories[address] = History(
+            self.histories[address].entries + [e for e in old if e.signature not in listed]
+        )
+
     def add_synthetic(self, address: str, count: int | None = None) -> list[dict[str, Any]]:
         """Serve `count` demo transactions of `address` (None: its whole demo history).
 
@@ -605,9 +622,9 @@ class FakeHelius:
         parsed = _signature_params(params)
         if isinstance(parsed, str):
             return _rpc_answer(_rpc_error(-32602, parsed, request_id))
-        address, before, limit = parsed
+        address, before, limit, until = parsed
         history = self.histories.get(address, History([]))
-        page = history.page(before, limit)
+        page = history.page(before, limit, until)
         if page is None and self.unknown_before == "error":
             text = f"Transaction {before} not found"
             return _rpc_answer(_rpc_error(UNKNOWN_CURSOR_CODE, text, request_id))
@@ -655,13 +672,14 @@ def _describe_rpc(entry: LogEntry, message: Any) -> None:
         return
     entry.address = params[0] if isinstance(params[0], str) else None
     config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
-    before, limit = config.get("before"), config.get("limit")
+    before, limit, until = config.get("before"), config.get("limit"), config.get("until")
     entry.before = before if isinstance(before, str) else None
+    entry.until = until if isinstance(until, str) else None
     entry.limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
 
 
-def _signature_params(params: Any) -> tuple[str, str | None, int] | str:
-    """(address, before, limit) from getSignaturesForAddress params, or an error text."""
+def _signature_params(params: Any) -> tuple[str, str | None, int, str | None] | str:
+    """(address, before, limit, until) from getSignaturesForAddress params, or an error."""
     if not isinstance(params, list) or not 1 <= len(params) <= 2:
         return "Invalid params: expected [address, config?]"
     address, config = params[0], params[1] if len(params) == 2 else None
@@ -671,8 +689,6 @@ def _signature_params(params: Any) -> tuple[str, str | None, int] | str:
         config = {}
     if not isinstance(config, dict):
         return "Invalid params: config must be an object"
-    if config.get("until") is not None:
-        return "Invalid params: `until` is not supported by the fake"
     limit = config.get("limit", MAX_SIGNATURE_LIMIT)
     if limit is None:
         limit = MAX_SIGNATURE_LIMIT
@@ -680,10 +696,11 @@ def _signature_params(params: Any) -> tuple[str, str | None, int] | str:
         return "Invalid params: limit must be an integer"
     if not 1 <= limit <= MAX_SIGNATURE_LIMIT:
         return f"Invalid limit; max {MAX_SIGNATURE_LIMIT}"
-    before = config.get("before")
-    if before is not None and (not isinstance(before, str) or not is_signature(before)):
-        return "Invalid param: Invalid"
-    return address, before, limit
+    before, until = config.get("before"), config.get("until")
+    for cursor in (before, until):
+        if cursor is not None and (not isinstance(cursor, str) or not is_signature(cursor)):
+            return "Invalid param: Invalid"
+    return address, before, limit, until
 
 
 def _asked_signatures(message: Any) -> list[str] | None:

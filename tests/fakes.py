@@ -62,5 +62,9 @@ class ListSource:
             self.served += 1
             yield TxPage(txs, txs[-1].get("signature"))
 
+    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
+        """A fixed history never grows: nothing is newer than any of its signatures."""
+        return []
+
     async def close(self) -> None:
         self.closed = True

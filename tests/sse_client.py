@@ -2,8 +2,9 @@
 
 Parsing is `walletd.stream.sse.Parser(strict=True)`: only the fields walletd writes,
 exactly one `data:` line of a JSON object per event, LF line endings, a final blank
-line. On top, the protocol's own rules: known event names only, `id:` only on
-`trades`, `retry` once, first. Anything else fails the test that reads it.
+line. On top, the protocol's own rules: known event names only, `id:` on every
+`trades` and on nothing else but a follow stream's `caught_up`, `retry` once, first.
+Anything else fails the test that reads it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Stream:
 def checked(event: sse.Event) -> Event:
     """A parsed event, held to walletd's protocol (SPEC §1)."""
     assert event.name in EVENT_NAMES, f"unknown event {event.name!r}"
-    assert (event.id is not None) == (event.name == "trades"), f"id on {event.name}: {event.id}"
+    if event.name != "caught_up":
+        assert (event.id is not None) == (event.name == "trades"), f"id on {event.name}"
     assert event.id != "", "empty id"
     return Event(event.name, event.json(), event.id)
 
@@ -70,3 +72,40 @@ async def read_events(resp: aiohttp.ClientResponse, count: int | None = None) ->
                 return events
     parser.close()
     return events
+
+
+class EventReader:
+    """Events of a live response, read as they arrive, across calls."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+        self.parser = sse.Parser(strict=True)
+        self.events: list[Event] = []  # every event read so far
+        self._ready: list[Event] = []
+
+    async def next(self) -> Event:
+        """The next event; AssertionError if the stream ends first."""
+        while not self._ready:
+            chunk = await self.resp.content.readany()
+            assert chunk, "the stream ended"
+            self._ready.extend(checked(event) for event in self.parser.feed(chunk))
+        event = self._ready.pop(0)
+        self.events.append(event)
+        return event
+
+    async def until(self, name: str) -> list[Event]:
+        """Events up to and including the next one named `name`."""
+        out = [await self.next()]
+        while out[-1].name != name:
+            out.append(await self.next())
+        return out
+
+    async def rest(self) -> list[Event]:
+        """Every event until the server closes the stream."""
+        out = list(self._ready)
+        self._ready.clear()
+        async for chunk in self.resp.content.iter_any():
+            out.extend(checked(event) for event in self.parser.feed(chunk))
+        self.parser.close()
+        self.events.extend(out)
+        return out

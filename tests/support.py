@@ -51,3 +51,8 @@ def log_messages(
         return [r for r in caplog.records if r.name == logger and r.msg == message]
 
     return named
+
+
+# Demo histories as generated: tests that pin their counts need no live trades; the
+# follow tests (test_follow*.py) turn them on with a clock of their own.
+STATIC_DEMO = {"DEMO_LIVE_INTERVAL": 0}

@@ -52,7 +52,9 @@ def serve_args(port: int) -> tuple[str, ...]:
 async def start(**env: str) -> Server:
     port = free_port()
     proc = await walletd(
-        *serve_args(port), env={"LOG_FORMAT": "json", **env}, stdout=asyncio.subprocess.PIPE
+        *serve_args(port),
+        env={"LOG_FORMAT": "json", "DEMO_LIVE_INTERVAL": "0", **env},
+        stdout=asyncio.subprocess.PIPE,
     )
     server = Server(proc, port)
     await server.log_line("server_started")

@@ -26,6 +26,7 @@ from walletd.appkeys import (
     KEYSTORE,
     LIFECYCLE,
     LIMITS,
+    LIVE,
     METRICS,
     OVERLOAD,
     REDIS,
@@ -44,6 +45,8 @@ from walletd.config import Settings
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
 from walletd.limits import Limits
+from walletd.live.feed import LiveFeeds
+from walletd.live.shared import SharedPolling
 from walletd.observability.alerts import AlertMonitor, ErrorRate
 from walletd.observability.metrics import Metrics
 from walletd.ops import redis as redis_client
@@ -74,10 +77,12 @@ def create_app(
     source: TradeSource | None = None,
     breaker: CircuitBreaker | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The walletd application. `source` overrides the one the settings select,
-    `breaker` the upstream circuit breaker, and `clock` the monotonic clock of the
-    request windows and stream caps (tests move it instead of sleeping)."""
+    `breaker` the upstream circuit breaker, `clock` the monotonic clock of the request
+    windows and stream caps, and `wall_clock` the unix time of the demo source's live
+    trades (tests move them instead of sleeping)."""
     app = web.Application(
         middlewares=[
             boundary,  # request id, log context, every error rendered once, HTTP metrics
@@ -111,7 +116,9 @@ def create_app(
     app[ALERTS] = AlertMonitor(settings, error_rate)
     app.cleanup_ctx.append(_close_alerts)
     app[SOURCE] = (
-        source if source is not None else _select_source(settings, app[METRICS], app[BREAKER])
+        source
+        if source is not None
+        else _select_source(settings, app[METRICS], app[BREAKER], wall_clock)
     )
     shared = None
     if redis is not None and settings.secret_key:  # unsigned entries are never shared
@@ -131,6 +138,22 @@ def create_app(
         shared=shared,
     )
     app[OVERLOAD] = Overload(app[HISTORY], max_streams=settings.max_streams)
+    app[LIVE] = LiveFeeds(
+        app[SOURCE],
+        poll_interval_s=settings.follow_poll_interval_s,
+        on_poll=app[METRICS].live_poll_latency.observe,
+    )
+    if REDIS in app and settings.secret_key:  # one poller per wallet across instances
+        app[LIVE].coordinator = SharedPolling(
+            app[REDIS],
+            app[LIVE],
+            prefix=settings.redis_prefix,
+            lease_ttl_s=settings.stream_lease_ttl_s,
+            secret_key=settings.secret_key,
+        )
+    elif REDIS in app:  # unsigned messages would be trusted blindly (SPEC §3)
+        log.warning("live_follow_polls_per_process", extra={"reason": "no SECRET_KEY"})
+    app[METRICS].watch_live(lambda: app[LIVE].followers, lambda: app[LIVE].feeds)
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)
@@ -148,7 +171,12 @@ def create_app(
     return app
 
 
-def _select_source(settings: Settings, metrics: Metrics, breaker: CircuitBreaker) -> TradeSource:
+def _select_source(
+    settings: Settings,
+    metrics: Metrics,
+    breaker: CircuitBreaker,
+    wall_clock: Callable[[], float],
+) -> TradeSource:
     """The source UPSTREAM names (SPEC §4)."""
     if settings.upstream == "helius":
         client = HeliusClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
@@ -156,12 +184,17 @@ def _select_source(settings: Settings, metrics: Metrics, breaker: CircuitBreaker
     if settings.upstream == "rpc":
         rpc = RpcClient(settings, breaker=breaker, on_attempt=metrics.upstream_attempt)
         return RpcSource(rpc, method=settings.rpc_history_method)
-    return DemoSource(latency_s=settings.demo_latency_ms / 1000)
+    return DemoSource(
+        latency_s=settings.demo_latency_ms / 1000,
+        live_interval_s=settings.demo_live_interval_s,
+        clock=wall_clock,
+    )
 
 
 def _close_sources(*, owns_source: bool):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         yield
+        await app[LIVE].close()
         await app[HISTORY].close()
         if owns_source:
             await app[SOURCE].close()

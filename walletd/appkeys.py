@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from walletd.config import Settings
     from walletd.features import FeatureFlags
     from walletd.limits import Limits, Verdict
+    from walletd.live.feed import LiveFeeds
     from walletd.observability.alerts import AlertMonitor
     from walletd.observability.metrics import Metrics
     from walletd.ops.lifecycle import Lifecycle
@@ -31,6 +32,7 @@ SOURCE: web.AppKey[TradeSource] = web.AppKey("source")
 BREAKER: web.AppKey[CircuitBreaker] = web.AppKey("breaker")
 HISTORY: web.AppKey[HistoryCache] = web.AppKey("history")
 OVERLOAD: web.AppKey[Overload] = web.AppKey("overload")
+LIVE: web.AppKey[LiveFeeds] = web.AppKey("live")  # follow=true: pollers and followers
 STREAMS: web.AppKey[StreamRegistry] = web.AppKey("streams")
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 REDIS: web.AppKey[redis.Redis] = web.AppKey("redis")  # only when REDIS_URL is set

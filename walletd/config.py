@@ -112,7 +112,8 @@ class Settings:
     )
     follow_poll_interval_s: float = setting("FOLLOW_POLL_INTERVAL", 2.0, "float", lo=0.1, hi=3600)
     demo_latency_ms: int = setting("DEMO_LATENCY_MS", 0, "int", lo=0, hi=3_600_000)
-    demo_live_interval_s: float = setting("DEMO_LIVE_INTERVAL", 10.0, "float", lo=0.1, hi=86_400)
+    # 0: demo wallets never trade live (their histories stay as generated).
+    demo_live_interval_s: float = setting("DEMO_LIVE_INTERVAL", 10.0, "float", lo=0, hi=86_400)
     cache_ttl_s: float = setting("CACHE_TTL", 60.0, "float", lo=0, hi=86_400)
     cache_max_trades: int = setting("CACHE_MAX_TRADES", 200_000, "int", lo=0, hi=100_000_000)
     # Keys and limits (SPEC §3)
@@ -294,6 +295,8 @@ class Settings:
             problems.append("RPC_URL: UPSTREAM=rpc needs it")
         if self.keystore == "redis" and not self.redis_url:
             problems.append("KEYSTORE=redis: needs REDIS_URL")
+        if 0 < self.demo_live_interval_s < 0.1:
+            problems.append("DEMO_LIVE_INTERVAL: 0 (no live trades) or at least 0.1")
         if not self.redis_prefix.strip(":"):
             problems.append("REDIS_PREFIX: must not be empty")
         if self.alert_webhook_url and not self.alert_webhook_secret:

@@ -26,6 +26,7 @@ from walletd.api.jsonschema import ref
 from walletd.api.openapi_components import (
     ANY_KEY,
     CURSOR_PATTERN,
+    FOLLOW_CURSOR_PATTERN,
     RATE_LIMIT,
     REQUEST_ID,
     SECURITY_SCHEMES,
@@ -88,12 +89,25 @@ def _stream_operation(settings: Settings) -> dict[str, Any]:
                 ),
             },
             {
+                "name": "follow",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+                "description": (
+                    "`true`: after the history, `caught_up` instead of `complete`, then live "
+                    "`trades` as the wallet's transactions land (oldest first within an "
+                    "event), with heartbeats between. Every `trades` event and `caught_up` "
+                    "carry an id to resume from: `<oldest trade sent>.<head>` during the "
+                    "history, then the newest signature scanned. Not with `before`."
+                ),
+            },
+            {
                 "name": "Last-Event-ID",
                 "in": "header",
-                "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                "schema": {"type": "string", "pattern": FOLLOW_CURSOR_PATTERN},
                 "description": (
                     "What a browser's EventSource sends on reconnect: the id of the last "
-                    "`trades` event. Same meaning as `before`, and wins over it."
+                    "event with one. Same meaning as `before`, and wins over it; on follow "
+                    "streams also `<oldest>.<head>`."
                 ),
             },
             {"$ref": "#/components/parameters/X-Request-ID"},

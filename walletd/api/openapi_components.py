@@ -17,6 +17,8 @@ from walletd.stream.events import EVENT_TYPES, SIGNATURE_PATTERN, Error
 READY_REASONS = ("upstream_circuit_open", "redis_unreachable", "keystore_stale")
 # Empty means "no cursor", as if absent.
 CURSOR_PATTERN = f"^({SIGNATURE_PATTERN.strip('^$')})?$"
+_SIG = SIGNATURE_PATTERN.strip("^$")
+FOLLOW_CURSOR_PATTERN = f"^({_SIG}([.]{_SIG})?)?$"  # follow streams: `<oldest>.<head>` too
 COUNT = {"type": "integer", "minimum": 0}
 
 SECURITY_SCHEMES = {
@@ -103,8 +105,10 @@ def _stream_event() -> dict[str, Any]:
         data = {"contentMediaType": "application/json", "contentSchema": ref(payload.__name__)}
         variant: dict[str, Any] = {"properties": {"event": {"const": event}, "data": data}}
         if event == "trades":
-            variant["properties"]["id"] = ref("Signature")
+            variant["properties"]["id"] = ref("EventId")
             variant["required"] = ["id"]
+        elif event == "caught_up":  # the head; none for a wallet without transactions
+            variant["properties"]["id"] = ref("EventId")
         variants.append(variant)
     return {
         "type": "object",
@@ -115,8 +119,9 @@ def _stream_event() -> dict[str, Any]:
             "id": {
                 "type": "string",
                 "description": (
-                    "Set by `trades` events only; an EventSource keeps the last one for "
-                    "later events and sends it back as Last-Event-ID."
+                    "Set by `trades` events (and a follow stream's `caught_up`) only; an "
+                    "EventSource keeps the last one for later events and sends it back as "
+                    "Last-Event-ID."
                 ),
             },
             "retry": {"type": "integer", "minimum": 0},

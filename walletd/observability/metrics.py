@@ -12,6 +12,7 @@ or stream id.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,6 +33,17 @@ UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # The methods walletd routes; any other a client sends is `other` (SPEC §7): a label
 # value never comes unbounded from a client.
 ROUTED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LAG_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class LiveBatchTimes(Protocol):
+    """What a live batch tells the lag histograms (walletd/live/batch.py)."""
+
+    @property
+    def detected(self) -> float: ...
+
+    @property
+    def times(self) -> tuple[int | None, ...]: ...
 
 
 class StreamCounts(Protocol):
@@ -114,7 +126,45 @@ class Metrics:
         self.open_connections = Gauge(
             "walletdoctor_open_connections", "Open TCP connections of the process", registry=r
         )
+        self.live_followers = Gauge(
+            "walletdoctor_live_followers", "Open follow streams in their live phase", registry=r
+        )
+        self.live_pollers = Gauge(
+            "walletdoctor_live_pollers",
+            "Wallets this process follows (one poller each)",
+            registry=r,
+        )
+        self.live_poll_latency = Histogram(
+            "walletdoctor_live_poll_seconds",
+            "Duration of one live poll of a followed wallet (upstream round trips included)",
+            buckets=UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.live_lag = Histogram(
+            "walletdoctor_live_lag_seconds",
+            "From a live trade's block time to its write to a follower (newest of a batch)",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.live_write_delay = Histogram(
+            "walletdoctor_live_delivery_seconds",
+            "From a live batch's detection (end of its poll) to its write to a follower",
+            buckets=UPSTREAM_BUCKETS,
+            registry=r,
+        )
         r.register(_LiveCollector(self, live_streams, breaker, redis_fallback))
+
+    def watch_live(self, followers: Callable[[], float], pollers: Callable[[], float]) -> None:
+        """Read the live-follow gauges from the feeds at scrape time."""
+        self.live_followers.set_function(followers)
+        self.live_pollers.set_function(pollers)
+
+    def live_delivered(self, batch: LiveBatchTimes) -> None:
+        """A live batch was written to one follower."""
+        self.live_write_delay.observe(time.monotonic() - batch.detected)
+        newest = max((t for t in batch.times if t is not None), default=None)
+        if newest is not None:
+            self.live_lag.observe(max(time.time() - newest, 0.0))
 
     def stream_started(self) -> None:
         self.started += 1

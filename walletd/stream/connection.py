@@ -52,6 +52,8 @@ LOOKAHEAD_PAGES = 3
 class WalletStream:
     """One client's stream: small per-stream state, the protocol of SPEC §1."""
 
+    follows = False  # a follow stream (stream/follow.py) has no WALLET_NOT_FOUND
+
     __slots__ = (
         "_reaped",
         "_stop_reason",
@@ -141,18 +143,11 @@ class WalletStream:
             try:
                 async with asyncio.timeout(max_duration) as deadline:
                     truncated = await self._stream_history(recording)
+                    await self._finish(recording, truncated)
             except TimeoutError:
                 if not deadline.expired():
                     raise
                 raise StreamTimeout(f"after {max_duration}s") from None
-            complete: CompleteEvent = {
-                "trades_found": self.trades_sent,
-                "signatures_scanned": self.scanned,
-                "duration_s": round(time.monotonic() - self.started, 3),
-                "truncated": truncated,
-                "summary": self._summary(recording).to_dict(),
-            }
-            await self._event("complete", complete)
         except asyncio.CancelledError:
             reason = self._stop_reason
             if reason is None:  # the client left (handler cancelled) or the server is stopping
@@ -186,6 +181,23 @@ class WalletStream:
                 },
             )
 
+    async def _finish(self, recording: Recording, truncated: bool) -> None:
+        """After the history: `complete` (a follow stream goes live instead)."""
+        complete: CompleteEvent = {
+            "trades_found": self.trades_sent,
+            "signatures_scanned": self.scanned,
+            "duration_s": round(time.monotonic() - self.started, 3),
+            "truncated": truncated,
+            "summary": self._summary(recording).to_dict(),
+        }
+        await self._event("complete", complete)
+
+    def _label(self, frame: bytes, last_id: str) -> bytes:
+        """A history `trades` frame as this stream sends it, its id the resume cursor;
+        sets `last_event_id` (before the write: see _send_trades)."""
+        self.last_event_id = last_id
+        return frame
+
     async def _stream_history(self, recording: Recording) -> bool:
         """Send the history as `trades` batches; True when `limit` cut it short.
 
@@ -214,8 +226,7 @@ class WalletStream:
             # The hot path: the page's prebuilt `trades` events, as they are (no copy). The
             # stream's counters equal the recording's (see ScannedPage).
             for frame, last_id, total in zip(page.frames, page.last_ids, page.totals, strict=True):
-                self.last_event_id = last_id  # before the write: see _send_trades
-                await write(frame)
+                await write(self._label(frame, last_id))
                 self.batches += 1
                 self.trades_sent = total
             self.pages_sent = index
@@ -223,7 +234,7 @@ class WalletStream:
             if progress and now - last_progress >= settings.sse_progress_throttle_s:
                 await self._progress("scanning", f"Scanned {self.scanned} transactions")
                 last_progress = now
-        if self.scanned == 0 and self.cursor is None:
+        if self.scanned == 0 and self.cursor is None and not self.follows:
             raise WalletNotFound(self.wallet)
         return False
 
@@ -273,16 +284,15 @@ class WalletStream:
         self.batches += 1
         self.trades_sent += stop - start
         last = page.signatures[stop - 1]
-        # Set before the write: once the frame is in the transport it is delivered or the
-        # connection is dead, so a write cut short (timeout, stop) still sent this id.
-        self.last_event_id = last
         batch = start // page.batch_size
         if stop == page.batch_end(batch):
             frame = page.frames[batch]
         else:
             body = page.body(start, stop)
             frame = sse.trades_frame(body, last, self.batches, self.trades_sent)
-        await self._write(frame)
+        # The id is set before the write: once the frame is in the transport it is
+        # delivered or the connection is dead, so a write cut short still sent this id.
+        await self._write(self._label(frame, last))
 
     async def _open(self) -> None:
         """`retry`, `connected` and the first `progress`, in one write (one syscall)."""

@@ -47,6 +47,17 @@ Signature = Annotated[
         description="A transaction signature: base58 that decodes to exactly 64 bytes.",
     ),
 ]
+EventId = Annotated[
+    str,
+    Schema(
+        "EventId",
+        pattern=f"^[{_BASE58}]{{64,88}}([.][{_BASE58}]{{64,88}})?$",
+        description=(
+            "A resume cursor: a signature, or on follow streams during the history "
+            "`<oldest trade sent>.<head>` (SPEC §1 Live follow)."
+        ),
+    ),
+]
 Decimal = Annotated[
     str,
     Schema(
@@ -133,7 +144,8 @@ class ProgressEvent(TypedDict):
 
 
 class TradesEvent(TypedDict):
-    """`event: trades`, with `id:` the last trade's signature."""
+    """`event: trades`, with `id:` the last trade's signature (follow streams: during the
+    history `<oldest trade sent>.<head>`, then the newest signature scanned)."""
 
     # Written from prebuilt bytes (sse.trades_prefix, upstream/history.py), never as a dict.
     trades: Annotated[list[Trade], Schema(minItems=1)]
@@ -148,7 +160,8 @@ class HeartbeatEvent(TypedDict):
 
 
 class CaughtUpEvent(TypedDict):
-    """`event: caught_up`, follow streams only: the history is sent; live trades follow."""
+    """`event: caught_up`, follow streams only: the history is sent and live trades
+    follow; its `id:` is the head (none for a wallet without transactions)."""
 
     trades_found: Count
     signatures_scanned: Annotated[
@@ -185,7 +198,7 @@ class ErrorEvent(Error):
     stream_id: StreamId
     last_event_id: NotRequired[
         Annotated[
-            Signature | None,
+            EventId | None,
             Schema(
                 description=(
                     "On resumable codes: the cursor to resume from (the last `trades` id "
@@ -196,13 +209,13 @@ class ErrorEvent(Error):
     ]
 
 
-# The events a stream sends today, by name, in SPEC §1 order. CaughtUpEvent joins them
-# with live follow (`follow=true`), which is not served yet.
+# The events a stream sends, by name, in SPEC §1 order.
 EVENT_TYPES: dict[str, type[Any]] = {
     "connected": ConnectedEvent,
     "progress": ProgressEvent,
     "trades": TradesEvent,
     "heartbeat": HeartbeatEvent,
     "complete": CompleteEvent,
+    "caught_up": CaughtUpEvent,
     "error": ErrorEvent,
 }

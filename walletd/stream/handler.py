@@ -31,6 +31,7 @@ from walletd.errors import (
     WalletdError,
 )
 from walletd.stream.connection import WalletStream
+from walletd.stream.follow import FollowStream, follow_cursor
 from walletd.trades.solana import is_address, is_signature
 from walletd.upstream.history import Recording
 
@@ -40,13 +41,14 @@ _DIGITS = re.compile(r"[0-9]{1,12}")
 CURSOR_CHECK_S = 2.0
 
 
-def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | None, int]:
-    """(wallet, resume cursor, limit) of a stream request; raises the SPEC §2 400s."""
+def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | None, int, bool]:
+    """(wallet, resume cursor, limit, follow) of a stream request; raises the SPEC §2
+    400s (a follow stream's cursor is checked by follow_cursor)."""
     wallet = request.match_info["address"]
     if not is_address(wallet):
         raise InvalidWallet(f"bad address {wallet[:64]!r}")
     query = request.query
-    for name in ("limit", "before"):
+    for name in ("limit", "before", "follow"):
         if len(query.getall(name, [])) > 1:
             raise InvalidParameter(f"repeated {name}", message=f"'{name}' given more than once")
     limit = settings.max_wallet_trades
@@ -58,17 +60,28 @@ def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | 
                 message=f"'limit' must be an integer from 1 to {settings.max_wallet_trades}",
             )
         limit = int(raw_limit)
+    follow = query.get("follow", "false")
+    if follow not in ("true", "false"):
+        raise InvalidParameter(
+            f"bad follow {follow[:32]!r}", message="'follow' must be true or false"
+        )
+    if follow == "true" and "before" in query:
+        raise InvalidParameter(
+            "before with follow", message="'before' cannot be combined with follow=true"
+        )
     # Last-Event-ID wins over `before`: it is the newer state (a browser reconnecting).
     cursor = request.headers.get("Last-Event-ID") or query.get("before") or None
-    if cursor is not None and not is_signature(cursor):
+    if follow == "true":
+        follow_cursor(cursor)
+    elif cursor is not None and not is_signature(cursor):
         raise InvalidEventId(f"bad cursor {cursor[:100]!r}")
-    return wallet, cursor, limit
+    return wallet, cursor, limit, follow == "true"
 
 
 async def stream_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
-    wallet, cursor, limit = stream_params(request, settings)
+    wallet, cursor, limit, follow = stream_params(request, settings)
     if not app[LIFECYCLE].accepting:
         raise ServiceUnavailable(
             "draining",
@@ -80,11 +93,21 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     # however the stream ends: complete, error, disconnect, timeout, reaper, shutdown.
     lease = await app[LIMITS].acquire_stream(request[SUBJECT], stream_id)
     try:
+        before = follow_cursor(cursor)[0] if follow else cursor
         # MAX_STREAMS and HISTORY_MEMORY_MB: a 503 before the stream starts (SPEC §5).
-        async with app[OVERLOAD].admit(wallet, cursor) as recording:
-            if cursor is not None:
+        async with app[OVERLOAD].admit(wallet, before) as recording:
+            if before is not None:
                 await _check_cursor(recording)
-            stream = WalletStream(request, wallet, cursor, limit, stream_id)
+            stream: WalletStream
+            if follow:
+                stream = follower = FollowStream(request, wallet, cursor, limit, stream_id)
+                try:
+                    await follower.start()  # subscribed; an unknown head is a 400
+                except BaseException:
+                    follower.close()
+                    raise
+            else:
+                stream = WalletStream(request, wallet, cursor, limit, stream_id)
             registry = app[STREAMS]
             registry.add(stream)
             try:

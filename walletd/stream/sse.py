@@ -42,10 +42,11 @@ def retry_frame(retry_ms: int) -> bytes:
     return b"retry: %d\n\n" % retry_ms  # %d of an int: never a line break
 
 
-def event_frame(event: str, data: Any) -> bytes:
-    """An event without `id:`: only `trades` events carry ids (SPEC §1)."""
+def event_frame(event: str, data: Any, *, event_id: str | None = None) -> bytes:
+    """An event; without `id:` but for a follow stream's `caught_up` (SPEC §1)."""
     name = _checked("event", event.encode())
-    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    head = b"" if event_id is None else b"id: " + _checked("id", event_id.encode()) + b"\n"
+    return head + b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def trades_frame(

@@ -1,109 +1,55 @@
 """The embedded demo source: a deterministic synthetic history for every valid address.
 
-Histories come in Helius's enhanced-transaction shape (accountData, tokenTransfers,
-nativeTransfers, mislabelled types, missing `events.swap`, failed swaps, spam dust,
-NFT buys) and go through the same parser as Helius data, so the demo exercises the
-real code path. Size is a function of the address: one address in sixteen has no
-history, one in about a thousand has 20,000+ transactions (see LARGE_DEMO_WALLET).
+The transactions are walletd/upstream/demo_data.py's; live trades (one per wallet every
+DEMO_LIVE_INTERVAL, SPEC §1) are walletd/upstream/demo_live.py's. One address in
+sixteen has no history, one in about a thousand has 20,000+ transactions (see
+LARGE_DEMO_WALLET).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
-import random
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from typing import Any
-
-import base58
+from collections.abc import AsyncIterator, Callable
 
 from walletd.errors import UnknownEventId
-from walletd.trades.solana import SOL_DECIMALS, USDC_MINT, USDT_MINT, WSOL_MINT
-from walletd.upstream.helius.reader import KNOWN_DECIMALS
+from walletd.upstream.demo_data import RENT, _transaction, _Wallet, history_size, signature_at
+from walletd.upstream.demo_live import LiveTicks
 from walletd.upstream.source import TxPage
 
+# Names the tests and the fakes build on.
+__all__ = ["RENT", "DemoSource", "_Wallet", "_transaction", "history_size", "signature_at"]
+
 PAGE_SIZE = 100
-RENT = 2_039_280
 # Documented in README: a wallet with 20,000+ transactions, for benchmarks.
 LARGE_DEMO_WALLET = "GFmfk7ocGPRt19DuyGC6ezLtY1PtT6Zn1R53P169oSiL"
 EMPTY_DEMO_WALLET = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"
-_DEXES = ("RAYDIUM", "PUMP_AMM", "METEORA", "JUPITER", "ORCA", "PUMP_FUN")
 # Signature tables kept: a large wallet's is a few MB; finished histories live in the
 # stream cache anyway, so this only saves re-deriving cursors of recent wallets.
 _WALLETS_KEPT = 8
-_GENESIS_SLOT = 350_000_000
-_GENESIS_TIME = 1_751_000_000
-
-
-def _digest(*parts: str | int) -> bytes:
-    return hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-
-
-def history_size(address: str) -> int:
-    """How many transactions the demo history of `address` holds (0 means none)."""
-    h = _digest("size", address)
-    if h[0] % 16 == 0:
-        return 0
-    if h[1] % 32 == 0 and h[2] % 32 == 0:
-        return 20_000 + int.from_bytes(h[3:5], "big") % 10_000
-    return 5 + int.from_bytes(h[3:5], "big") % 600
-
-
-@functools.lru_cache(maxsize=65536)
-def _account(*parts: str | int) -> str:
-    """A stable address for a role; cached, since base58 encoding dominates generation."""
-    return base58.b58encode(_digest("acct", *parts)).decode()
-
-
-def signature_at(address: str, index: int) -> str:
-    """The signature of the `index`-th newest transaction of `address`."""
-    return base58.b58encode(hashlib.sha512(f"sig/{address}/{index}".encode()).digest()).decode()
-
-
-class _Wallet:
-    """What a generated history needs to know about one wallet; cached per address.
-
-    Signatures are derived lazily: hashing and encoding 25,000 of them up front would
-    hold the event loop for most of a second.
-    """
-
-    __slots__ = ("address", "index", "mints", "signatures", "size")
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.size = history_size(address)
-        self.signatures: list[str] = []
-        self.index: dict[str, int] = {}
-        rng = random.Random(_digest("mints", address))
-        self.mints = [
-            (_account("mint", address, n), rng.choice((6, 6, 6, 9)))
-            for n in range(rng.randint(3, 25))
-        ]
-
-    def extend(self, count: int) -> None:
-        """Derive signatures up to index `count` - 1."""
-        for i in range(len(self.signatures), min(count, self.size)):
-            sig = signature_at(self.address, i)
-            self.signatures.append(sig)
-            self.index[sig] = i
-
-    async def find(self, signature: str) -> int | None:
-        """The index of `signature`, deriving signatures page by page without blocking."""
-        while signature not in self.index and len(self.signatures) < self.size:
-            self.extend(len(self.signatures) + 1000)
-            await asyncio.sleep(0)
-        return self.index.get(signature)
 
 
 class DemoSource:
-    """TradeSource serving synthetic histories; `latency_s` simulates upstream time per page."""
+    """TradeSource serving synthetic histories; `latency_s` simulates upstream time per page.
 
-    def __init__(self, latency_s: float = 0.0, page_size: int = PAGE_SIZE) -> None:
+    With `live_interval_s` (DEMO_LIVE_INTERVAL; 0: none) every wallet with a history
+    trades live: its history starts with the ticks of the recent window, on the wall
+    clock `clock` (demo_live.py).
+    """
+
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        page_size: int = PAGE_SIZE,
+        *,
+        live_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._latency_s = latency_s
         self._page_size = page_size
         self._wallets: OrderedDict[str, _Wallet] = OrderedDict()
+        self._live = LiveTicks(live_interval_s, clock) if live_interval_s > 0 else None
 
     def _wallet(self, address: str) -> _Wallet:
         wallet = self._wallets.get(address)
@@ -116,12 +62,23 @@ class DemoSource:
 
     async def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
         history = self._wallet(wallet)
+        live = self._live if history.size else None
+        ticks = live.window() if live is not None else []
         start = 0
-        if before is not None:
+        tick = None if live is None or before is None else live.tick_of(wallet, before)
+        if tick is not None:
+            ticks = [k for k in ticks if k < tick]
+        elif before is not None:
             position = await history.find(before)
             if position is None:
                 raise UnknownEventId(f"cursor {before[:12]}... not in the history of {wallet}")
-            start = position + 1
+            ticks, start = [], position + 1
+        for offset in range(0, len(ticks), self._page_size):
+            if self._latency_s:
+                await asyncio.sleep(self._latency_s)
+            assert live is not None  # ticks come only with live trades
+            txs = [live.transaction(history, k) for k in ticks[offset : offset + self._page_size]]
+            yield TxPage(txs, txs[-1]["signature"])
         for offset in range(start, history.size, self._page_size):
             if self._latency_s:
                 await asyncio.sleep(self._latency_s)
@@ -130,256 +87,20 @@ class DemoSource:
             txs = [_transaction(history, i) for i in range(offset, end)]
             yield TxPage(txs, history.signatures[end - 1])
 
+    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
+        """The ticks after `since`: the window's when `since` is a static transaction or
+        a tick older than the window. `verify` costs no upstream here, so it is always done."""
+        if since is None:
+            return [page async for page in self.pages(wallet, None)]
+        history = self._wallet(wallet)
+        live = self._live if history.size else None
+        tick = None if live is None else live.tick_of(wallet, since)
+        if tick is None and await history.find(since) is None:
+            raise UnknownEventId(f"cursor {since[:12]}... not in the history of {wallet}")
+        if live is None:
+            return []
+        txs = [live.transaction(history, k) for k in live.window() if tick is None or k > tick]
+        return [TxPage(txs, txs[-1]["signature"])] if txs else []
+
     async def close(self) -> None:
         self._wallets.clear()
-
-
-def _transaction(wallet: _Wallet, index: int) -> dict[str, Any]:
-    """The `index`-th newest transaction: a pure function of (address, index)."""
-    rng = random.Random(_digest("tx", wallet.address, index))
-    tx: dict[str, Any] = {
-        "description": "",
-        "type": "SWAP",
-        "source": rng.choice(_DEXES),
-        "fee": 5000 + rng.choice((0, 0, 825, 5000, 80_000)),
-        "feePayer": wallet.address,
-        "signature": wallet.signatures[index],
-        "slot": _GENESIS_SLOT - index * 7 - rng.randint(0, 6),
-        "timestamp": _GENESIS_TIME - index * 3 - rng.randint(0, 2),
-        "tokenTransfers": [],
-        "nativeTransfers": [],
-        "accountData": [],
-        "transactionError": None,
-        "instructions": [],
-        "events": {},
-    }
-    roll = rng.random()
-    if roll < 0.60:
-        _swap(tx, wallet, rng)
-    elif roll < 0.65:
-        _swap(tx, wallet, rng)
-        tx["transactionError"] = {"InstructionError": [3, {"Custom": 6001}]}
-    elif roll < 0.90:
-        _dust(tx, wallet, rng)
-    elif roll < 0.95:
-        _sol_transfer(tx, wallet, rng)
-    else:
-        _nft_buy(tx, wallet, rng)
-    return tx
-
-
-def _token_change(owner: str, account: str, mint: str, raw: int, decimals: int) -> dict[str, Any]:
-    return {
-        "userAccount": owner,
-        "tokenAccount": account,
-        "rawTokenAmount": {"tokenAmount": str(raw), "decimals": decimals},
-        "mint": mint,
-    }
-
-
-def _token_transfer(
-    source: str,
-    target: str,
-    source_account: str,
-    target_account: str,
-    mint: str,
-    raw: int,
-    decimals: int,
-) -> dict[str, Any]:
-    return {
-        "fromTokenAccount": source_account,
-        "toTokenAccount": target_account,
-        "fromUserAccount": source,
-        "toUserAccount": target,
-        "tokenAmount": raw / 10**decimals,
-        "mint": mint,
-        "tokenStandard": "Fungible",
-    }
-
-
-def _swap(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
-    """A swap in Helius's shape: SOL, USDC or USDT against a token, USDC for USDT or back,
-    or token for token via SOL.
-
-    Every variant draws the same random numbers in the same order, so the shapes only
-    change assets: the transactions, and which of them are trades, stay as documented.
-    """
-    me = wallet.address
-    pool = _account("pool", rng.randint(0, 40))
-    mint, decimals = rng.choice(wallet.mints)
-    token_raw = rng.randint(10**decimals // 100, 10**decimals * 5_000_000)
-    kind = rng.random()
-    quote = USDC_MINT if kind < 0.09 else USDT_MINT if kind < 0.15 else WSOL_MINT
-    quote_decimals = KNOWN_DECIMALS[quote]
-    quote_raw = (
-        rng.randint(10**7, 40 * 10**9) if quote == WSOL_MINT else rng.randint(10**6, 5 * 10**9)
-    )
-    if kind < 0.03:  # stablecoin for stablecoin: USDT at a price within 0.3 % of USDC
-        mint, decimals = USDT_MINT, KNOWN_DECIMALS[USDT_MINT]
-        token_raw = quote_raw * (10_000 - token_raw % 30) // 10_000
-    buying = rng.random() < 0.5
-    my_token_account = _account("ata", me, mint)
-    my_quote_account = _account("ata", me, quote)
-    pool_token, pool_quote = _account("vault", pool, mint), _account("vault", pool, quote)
-    rent = RENT if rng.random() < 0.3 else 0
-    lamports = -tx["fee"]
-    token_sign = 1 if buying else -1
-    quote_sign = -token_sign
-    if kind > 0.9:  # token for token, routed through SOL: the route nets out
-        quote, quote_decimals = rng.choice(wallet.mints)
-        quote_raw = rng.randint(10**quote_decimals, 10**quote_decimals * 1_000_000)
-        pool_quote = _account("vault", pool, quote)
-        my_quote_account = _account("ata", me, quote)
-        route = rng.randint(10**8, 10**10)
-        tx["tokenTransfers"] += [
-            _token_transfer(pool, me, pool_quote, my_quote_account, WSOL_MINT, route, SOL_DECIMALS),
-            _token_transfer(me, pool, my_quote_account, pool_quote, WSOL_MINT, route, SOL_DECIMALS),
-        ]
-    if quote == WSOL_MINT:
-        lamports += quote_sign * quote_raw
-        vault = {
-            "account": pool_quote,
-            "nativeBalanceChange": -quote_sign * quote_raw,
-            "tokenBalanceChanges": [
-                _token_change(pool, pool_quote, quote, -quote_sign * quote_raw, SOL_DECIMALS)
-            ],
-        }
-        tx["nativeTransfers"].append(
-            {"fromUserAccount": me, "toUserAccount": my_quote_account, "amount": quote_raw}
-            if buying
-            else {"fromUserAccount": my_quote_account, "toUserAccount": me, "amount": quote_raw}
-        )
-        mine_quote = {
-            "account": my_quote_account,
-            "nativeBalanceChange": 0,
-            "tokenBalanceChanges": [],
-        }
-    else:
-        vault = {
-            "account": pool_quote,
-            "nativeBalanceChange": 0,
-            "tokenBalanceChanges": [
-                _token_change(pool, pool_quote, quote, -quote_sign * quote_raw, quote_decimals)
-            ],
-        }
-        mine_quote = {
-            "account": my_quote_account,
-            "nativeBalanceChange": 0,
-            "tokenBalanceChanges": [
-                _token_change(me, my_quote_account, quote, quote_sign * quote_raw, quote_decimals)
-            ],
-        }
-    account_rent = rent if buying else -rent  # opened to receive, or closed after selling
-    lamports -= account_rent
-    tx["accountData"] = [
-        {"account": me, "nativeBalanceChange": lamports, "tokenBalanceChanges": []},
-        {
-            "account": my_token_account,
-            "nativeBalanceChange": account_rent,
-            "tokenBalanceChanges": [
-                _token_change(me, my_token_account, mint, token_sign * token_raw, decimals)
-            ],
-        },
-        mine_quote,
-        {
-            "account": pool_token,
-            "nativeBalanceChange": 0,
-            "tokenBalanceChanges": [
-                _token_change(pool, pool_token, mint, -token_sign * token_raw, decimals)
-            ],
-        },
-        vault,
-    ]
-    give = (me, pool, my_quote_account, pool_quote, quote, quote_raw, quote_decimals)
-    take = (pool, me, pool_token, my_token_account, mint, token_raw, decimals)
-    if not buying:
-        give = (me, pool, my_token_account, pool_token, mint, token_raw, decimals)
-        take = (pool, me, pool_quote, my_quote_account, quote, quote_raw, quote_decimals)
-    tx["tokenTransfers"] += [_token_transfer(*give), _token_transfer(*take)]
-    tx["type"] = rng.choice(("SWAP", "SWAP", "SWAP", "SWAP", "UNKNOWN", "TRANSFER"))
-    if rng.random() < 0.3:  # most real swaps carry no events.swap
-        tx["events"] = {
-            "swap": {
-                "nativeInput": None,
-                "nativeOutput": None,
-                "tokenInputs": [],
-                "tokenOutputs": [],
-                "innerSwaps": [],
-            }
-        }
-    tx["description"] = f"{me} swapped"
-
-
-def _dust(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
-    """Spam: a stranger sends 1 lamport to many wallets, this one among them."""
-    spammer = _account("spam", rng.randint(0, 50))
-    receivers = [wallet.address] + [
-        _account("victim", n) for n in rng.sample(range(200), rng.randint(3, 12))
-    ]
-    tx.update(type="TRANSFER", source="SYSTEM_PROGRAM", feePayer=spammer)
-    tx["nativeTransfers"] = [
-        {"fromUserAccount": spammer, "toUserAccount": r, "amount": 1} for r in receivers
-    ]
-    tx["accountData"] = [
-        {
-            "account": spammer,
-            "nativeBalanceChange": -tx["fee"] - len(receivers),
-            "tokenBalanceChanges": [],
-        }
-    ] + [{"account": r, "nativeBalanceChange": 1, "tokenBalanceChanges": []} for r in receivers]
-
-
-def _sol_transfer(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
-    """The wallet sends SOL to someone: one leg only, so no trade."""
-    friend = _account("friend", rng.randint(0, 5))
-    amount = rng.randint(10**7, 10**10)
-    tx.update(type="TRANSFER", source="SYSTEM_PROGRAM")
-    tx["nativeTransfers"] = [
-        {"fromUserAccount": wallet.address, "toUserAccount": friend, "amount": amount}
-    ]
-    tx["accountData"] = [
-        {
-            "account": wallet.address,
-            "nativeBalanceChange": -amount - tx["fee"],
-            "tokenBalanceChanges": [],
-        },
-        {"account": friend, "nativeBalanceChange": amount, "tokenBalanceChanges": []},
-    ]
-
-
-def _nft_buy(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
-    """SOL for an NFT (amount 1, 0 decimals): an NFT moving makes nothing a trade."""
-    me, seller = wallet.address, _account("seller", rng.randint(0, 50))
-    nft, price = _account("nft", rng.randint(0, 5000)), rng.randint(10**8, 10**11)
-    mine, theirs = _account("ata", me, nft), _account("ata", seller, nft)
-    tx.update(type="NFT_SALE", source="MAGIC_EDEN")
-    tx["nativeTransfers"] = [{"fromUserAccount": me, "toUserAccount": seller, "amount": price}]
-    tx["tokenTransfers"] = [
-        {
-            "fromTokenAccount": theirs,
-            "toTokenAccount": mine,
-            "fromUserAccount": seller,
-            "toUserAccount": me,
-            "tokenAmount": 1,
-            "mint": nft,
-            "tokenStandard": "NonFungible",
-        }
-    ]
-    tx["accountData"] = [
-        {
-            "account": me,
-            "nativeBalanceChange": -price - tx["fee"] - RENT,
-            "tokenBalanceChanges": [],
-        },
-        {
-            "account": mine,
-            "nativeBalanceChange": RENT,
-            "tokenBalanceChanges": [_token_change(me, mine, nft, 1, 0)],
-        },
-        {"account": seller, "nativeBalanceChange": price, "tokenBalanceChanges": []},
-        {
-            "account": theirs,
-            "nativeBalanceChange": 0,
-            "tokenBalanceChanges": [_token_change(seller, theirs, nft, -1, 0)],
-        },
-    ]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from walletd.errors import ServiceUnavailable
 from walletd.trades.summary import TradeSummary
 from walletd.upstream.pages import ParsedPage, ScannedPage, frame_page, parse_page
-from walletd.upstream.source import TradeSource, TxPage
+from walletd.upstream.source import TradeSource, TxPage, page_signatures
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class Recording:
         # of readers time out for heartbeats and leave in O(1) each, not O(readers).
         self._waiters: set[asyncio.Future[None]] = set()
         self._error: BaseException | None = None
+        self.head: str | None = None  # the newest signature listed (a source's first page)
         self.done = False
         self.trade_count = 0
         self.readers = 0
@@ -136,6 +137,8 @@ class Recording:
                 )
             page = await anext(self._pages)
             if isinstance(page, TxPage):
+                if not self._scanned and self.head is None:
+                    self.head = next(iter(page_signatures(page)), None)
                 page = parse_page(page, self._wallet, self._seen)
             scanned = frame_page(
                 page, batch_size=self._batch_size, batches=self._batches, total=self.trade_count
@@ -299,8 +302,7 @@ class HistoryCache:
         )
 
     def sweep(self) -> None:
-        """Drop recordings unused for `ttl_s` or over the bound; run periodically too,
-        so memory returns when traffic stops."""
+        """Drop recordings unused for `ttl_s` or over the bound (run periodically too)."""
         self._expire()
 
     def _expire(self) -> None:
@@ -319,10 +321,7 @@ class HistoryCache:
             ):
                 del self._recordings[key]
                 total -= recording.trade_count
-                self._close_later(recording)
-
-    def _close_later(self, recording: Recording) -> None:
-        self._spawn(recording.close())
+                self._spawn(recording.close())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Background work that close() waits for."""

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from walletd.trades.solana import is_signature
 from walletd.upstream.source import TxPage
@@ -33,6 +33,25 @@ _RETRY_POLL_S = 0.05  # how soon a waiting pipeline notices a call sleeping to r
 B = TypeVar("B")
 Records = list[dict[str, Any]]
 ListPage = Callable[[str, str | None, int], Coroutine[Any, Any, Records]]
+
+
+class ListNewer(Protocol):
+    """getSignaturesForAddress with `until` too: `(wallet, before, limit, until=...)`."""
+
+    def __call__(
+        self, address: str, before: str | None, limit: int = ..., *, until: str | None = None
+    ) -> Coroutine[Any, Any, Records]: ...
+
+
+def signature_params(address: str, before: str | None, until: str | None, limit: int) -> list[Any]:
+    """The params of a getSignaturesForAddress call: newest first, strictly older than
+    `before` and strictly newer than `until`, at most a page."""
+    options: dict[str, Any] = {"limit": min(limit, SIGNATURES_PAGE)}
+    if before is not None:
+        options["before"] = before
+    if until is not None:
+        options["until"] = until
+    return [address, options]
 
 
 async def pipelined(
@@ -131,3 +150,42 @@ def placeholder(record: Mapping[str, Any]) -> dict[str, Any]:
     """A failed transaction's stand-in: never fetched (never a trade), still listed, so it
     counts as examined and pages keep the same boundaries on every upstream."""
     return {"signature": record["signature"], "transactionError": record["err"]}
+
+
+async def newer_pages(
+    list_page: ListNewer,
+    fetch: Callable[[Records], Coroutine[Any, Any, TxPage]],
+    wallet: str,
+    since: str | None,
+    verify: bool,
+) -> list[TxPage]:
+    """Live follow's poll (TradeSource.newer): the signatures newer than `since`, listed
+    with `until=since` (paging with `before` while pages come full), then fetched in
+    batches, newest first.
+
+    `until` is silent about a signature it does not know (the listing runs on to the
+    oldest), so `verify` asks for one record `before=since` alongside: the node's "not
+    found" (-32020) becomes InvalidEventId.
+    """
+    check = None
+    if verify and since is not None:
+        check = asyncio.create_task(list_page(wallet, since, 1))
+    try:
+        records: Records = []
+        before = None
+        while True:
+            listed = await list_page(wallet, before, SIGNATURES_PAGE, until=since)
+            page = [r for position, r in enumerate(listed) if _valid(r, position)]
+            records += page
+            if len(listed) < SIGNATURES_PAGE or not page:
+                break
+            before = page[-1]["signature"]
+        if check is not None:
+            await check
+    finally:
+        if check is not None and not check.done():
+            check.cancel()
+            with contextlib.suppress(BaseException):
+                await check
+    batches = [records[start : start + BATCH] for start in range(0, len(records), BATCH)]
+    return list(await asyncio.gather(*(fetch(batch) for batch in batches)))

@@ -16,7 +16,7 @@ from walletd.errors import DataFetchError
 from walletd.retry import RetryPolicy
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.pacing import Pacer
-from walletd.upstream.pipeline import SIGNATURES_PAGE
+from walletd.upstream.pipeline import SIGNATURES_PAGE, signature_params
 from walletd.upstream.transport import AttemptHook, UpstreamTransport
 
 __all__ = ["SIGNATURES_PAGE", "TRANSACTIONS_BATCH", "HeliusClient"]
@@ -62,18 +62,21 @@ class HeliusClient:
         return self._transport.waiting_to_retry
 
     async def signatures(
-        self, address: str, before: str | None, limit: int = SIGNATURES_PAGE
+        self,
+        address: str,
+        before: str | None,
+        limit: int = SIGNATURES_PAGE,
+        *,
+        until: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Signature records of `address`, newest first, strictly older than `before`."""
-        options: dict[str, Any] = {"limit": min(limit, SIGNATURES_PAGE)}
-        if before is not None:
-            options["before"] = before
+        """Signature records of `address`, newest first, strictly older than `before`
+        and strictly newer than `until` (live follow's poll)."""
         self._rpc_id += 1
         body = {
             "jsonrpc": "2.0",
             "id": self._rpc_id,
             "method": "getSignaturesForAddress",
-            "params": [address, options],
+            "params": signature_params(address, before, until, limit),
         }
         reply = await self._transport.post("signatures", self._rpc_url, body)
         if not isinstance(reply, dict):

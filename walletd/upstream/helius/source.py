@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from walletd.upstream.helius.client import HeliusClient
-from walletd.upstream.pipeline import pipelined, placeholder, signature_batches
+from walletd.upstream.pipeline import newer_pages, pipelined, placeholder, signature_batches
 from walletd.upstream.source import TxPage
 
 
@@ -29,6 +29,9 @@ class HeliusSource:
             lookahead=self._lookahead,
             max_lookahead=self._max_lookahead,
         )
+
+    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
+        return await newer_pages(self._client.signatures, self._fetch, wallet, since, verify)
 
     async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> TxPage:
         """The batch's transactions in signature order. Failed ones are not fetched (they

@@ -23,7 +23,7 @@ from walletd.errors import DataFetchError
 from walletd.retry import RetryPolicy, UpstreamFailure
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.pacing import Pacer
-from walletd.upstream.pipeline import SIGNATURES_PAGE
+from walletd.upstream.pipeline import SIGNATURES_PAGE, signature_params
 from walletd.upstream.transport import (
     RETRYABLE_RPC_CODES,
     AttemptHook,
@@ -101,13 +101,17 @@ class RpcClient:
         return [tx for tx in data if isinstance(tx, dict)], following
 
     async def signatures(
-        self, address: str, before: str | None, limit: int = SIGNATURES_PAGE
+        self,
+        address: str,
+        before: str | None,
+        limit: int = SIGNATURES_PAGE,
+        *,
+        until: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Signature records of `address`, newest first, strictly older than `before`."""
-        options: dict[str, Any] = {"limit": min(limit, SIGNATURES_PAGE)}
-        if before is not None:
-            options["before"] = before
-        result = await self._request("signatures", "getSignaturesForAddress", [address, options])
+        """Signature records of `address`, newest first, strictly older than `before`
+        and strictly newer than `until` (live follow's poll)."""
+        params = signature_params(address, before, until, limit)
+        result = await self._request("signatures", "getSignaturesForAddress", params)
         if not isinstance(result, list):
             raise DataFetchError("signatures: JSON-RPC reply without a result list")
         return [record for record in result if isinstance(record, dict)]

@@ -74,6 +74,19 @@ DEX_PROGRAMS: dict[str, tuple[str, int]] = {
 _BASE58_DECODE_LIMIT = 1_000_000  # a wire transaction is at most 1232 bytes; be generous
 
 
+def rpc_signature(tx: Mapping[str, Any]) -> object:
+    """A getTransaction result's signature (the first of the transaction's); a failed
+    transaction's stand-in (upstream/pipeline.py `placeholder`) keeps it at the top."""
+    if "signature" in tx:
+        return tx["signature"]
+    transaction = tx.get("transaction")
+    if isinstance(transaction, Mapping):
+        signatures = transaction.get("signatures")
+        if isinstance(signatures, list) and signatures:
+            return signatures[0]
+    return None
+
+
 def parse_rpc_transaction(tx: object, wallet: str, *, position: int | None = None) -> Trade | None:
     """The trade `tx` (a getTransaction result) is for `wallet`, or None. Never raises;
     `position` (in its page) is for the log line of a transaction that is skipped."""

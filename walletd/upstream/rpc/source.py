@@ -24,9 +24,15 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from walletd.upstream.pipeline import genuine_signature, pipelined, placeholder, signature_batches
+from walletd.upstream.pipeline import (
+    genuine_signature,
+    newer_pages,
+    pipelined,
+    placeholder,
+    signature_batches,
+)
 from walletd.upstream.rpc.client import RpcClient
-from walletd.upstream.rpc.reader import parse_rpc_transaction
+from walletd.upstream.rpc.reader import parse_rpc_transaction, rpc_signature
 from walletd.upstream.source import TxPage
 from walletd.upstream.transport import METHOD_NOT_FOUND, RequestRefused
 
@@ -54,6 +60,11 @@ class RpcSource:
         self.gtfa: bool | None = {"auto": None, "gtfa": True, "signatures": False}[method]
         self._lookahead = lookahead
         self._max_lookahead = max(lookahead, max_lookahead)
+
+    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
+        """Live follow's poll, on every provider: getSignaturesForAddress with `until`
+        (gTFA's signature filters are not documented alike), then getTransaction."""
+        return await newer_pages(self._client.signatures, self._fetch, wallet, since, verify)
 
     def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
         if before is None and self.gtfa is not False:
@@ -89,7 +100,7 @@ class RpcSource:
                 transactions = [tx for n, tx in enumerate(data) if _valid(tx, n)]
                 if transactions:
                     cursor = _signature(transactions[-1])
-                    yield TxPage(transactions, cursor, parse_rpc_transaction)
+                    yield TxPage(transactions, cursor, parse_rpc_transaction, rpc_signature)
         finally:
             if following is not None:
                 following.cancel()
@@ -124,7 +135,7 @@ class RpcSource:
                 out.append(placeholder(record))
             elif (tx := found.get(record["signature"])) is not None:
                 out.append(tx)
-        return TxPage(out, records[-1]["signature"], parse_rpc_transaction)
+        return TxPage(out, records[-1]["signature"], parse_rpc_transaction, rpc_signature)
 
 
 def _signature(tx: Mapping[str, Any]) -> str:

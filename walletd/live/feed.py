@@ -1,0 +1,248 @@
+"""Live follow's fan-out (SPEC §1): one poller per followed wallet, many followers.
+
+A WalletFeed exists while a wallet has followers in this process. Its poller asks the
+source for what is newer than the feed's head every FOLLOW_POLL_INTERVAL and hands the
+batch, parsed and encoded once, to every follower's bounded queue. The first follower
+sets where the feed starts (its own position); a later one whose position is the feed's
+head, or the start of a batch the feed still remembers, needs no upstream call. Any
+other position is caught up by the follower itself (walletd/stream/follow.py).
+
+With Redis, who polls a wallet is decided across instances (walletd/live/shared.py):
+the holder of the wallet's lease polls and publishes; everyone else's feed is fed by
+those messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from walletd.errors import DataFetchError, ServiceUnavailable, WalletdError
+from walletd.live.batch import LiveBatch, build_batch
+from walletd.upstream.source import TradeSource
+
+log = logging.getLogger(__name__)
+
+RECENT_BATCHES = 32  # remembered per wallet, replayed to followers that start behind
+BACKLOG = 256  # batches a follower may have queued before it is ended as too slow
+
+
+class Subscription:
+    """One follower's queue of batches: bounded; an error ends it."""
+
+    __slots__ = ("_queue", "_wake", "error", "feed")
+
+    def __init__(self, feed: WalletFeed) -> None:
+        self.feed = feed
+        self._queue: deque[LiveBatch] = deque()
+        self._wake = asyncio.Event()
+        self.error: WalletdError | None = None
+
+    def put(self, batch: LiveBatch) -> None:
+        if self.error is not None:
+            return
+        if len(self._queue) >= BACKLOG:
+            self._queue.clear()  # the follower is too slow: end it, resumable, at once
+            self.error = ServiceUnavailable("follower too far behind", retry_after=1)
+        else:
+            self._queue.append(batch)
+        self._wake.set()
+
+    def fail(self, exc: WalletdError) -> None:
+        """End the follower with `exc` once it has taken the batches queued before."""
+        if self.error is None:
+            self.error = exc
+            self._wake.set()
+
+    def next(self) -> LiveBatch | None:
+        """The next batch, None when none is queued; raises the error once drained."""
+        if self._queue:
+            return self._queue.popleft()
+        if self.error is not None:
+            raise self.error
+        self._wake.clear()
+        return None
+
+    async def wait(self) -> None:
+        await self._wake.wait()
+
+
+class Coordinator(Protocol):
+    """Who polls a wallet when several instances follow it (shared.py)."""
+
+    def start(self, feed: WalletFeed) -> asyncio.Task[None]: ...
+
+    async def share(self, wallet: str, batch: LiveBatch) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class WalletFeed:
+    """One wallet's live feed in this process."""
+
+    def __init__(self, wallet: str, feeds: LiveFeeds) -> None:
+        self.wallet = wallet
+        self.feeds = feeds
+        self.head: str | None = None
+        self.started = False  # `head` is set (by the first follower, then by batches)
+        self.recent: deque[LiveBatch] = deque(maxlen=RECENT_BATCHES)
+        self.subscribers: set[Subscription] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def subscribe(self, position: str | None) -> tuple[Subscription, bool]:
+        """A queue of the batches after `position`, and whether the follower must catch
+        up by itself from `position` (the feed cannot say what lies between)."""
+        sub = Subscription(self)
+        behind = False
+        if not self.started:
+            self.head, self.started = position, True
+        elif position != self.head:
+            replay = self._after(position)
+            behind = replay is None
+            for batch in replay or ():
+                sub.put(batch)
+        self.subscribers.add(sub)
+        return sub, behind
+
+    def _after(self, position: str | None) -> list[LiveBatch] | None:
+        """The remembered batches from the one starting at `position`, if unbroken."""
+        recent = list(self.recent)
+        for start, batch in enumerate(recent):
+            if batch.since == position:
+                tail = recent[start:]
+                if all(a.head == b.since for a, b in itertools.pairwise(tail)):
+                    return tail
+        return None
+
+    def publish(self, batch: LiveBatch) -> None:
+        self.head, self.started = batch.head, True
+        self.recent.append(batch)
+        for sub in self.subscribers:
+            sub.put(batch)
+        self.feeds.observe_batch(batch)
+
+    def fail(self, exc: WalletdError) -> None:
+        """The upstream failed for good: every follower ends with `exc` (resumable)."""
+        self.feeds.forget(self)
+        for sub in self.subscribers:
+            sub.fail(exc)
+
+    async def poll(self) -> None:
+        """Ask the source for what is newer than `head`; publish it. Raises WalletdError."""
+        feeds = self.feeds
+        sent = time.monotonic()
+        pages = await feeds.source.newer(self.wallet, self.head, verify=False)
+        feeds.on_poll(time.monotonic() - sent)
+        batch = build_batch(pages, self.wallet, self.head)
+        if batch is not None:
+            await feeds.publish(self, batch)
+
+
+class LiveFeeds:
+    """Every live feed of this process, by wallet; pollers start and stop with them."""
+
+    def __init__(
+        self,
+        source: TradeSource,
+        *,
+        poll_interval_s: float,
+        on_poll: Callable[[float], None] = lambda seconds: None,
+        on_batch: Callable[[LiveBatch], None] = lambda batch: None,
+    ) -> None:
+        self.source = source
+        self.poll_interval_s = poll_interval_s
+        self.on_poll = on_poll
+        self._on_batch = on_batch
+        self.coordinator: Coordinator | None = None
+        self._feeds: dict[str, WalletFeed] = {}
+
+    @property
+    def followers(self) -> int:
+        return sum(len(feed.subscribers) for feed in self._feeds.values())
+
+    @property
+    def feeds(self) -> int:
+        return len(self._feeds)
+
+    def vouches(self, wallet: str, position: str) -> bool:
+        """Whether `position` is a signature this process's feed of `wallet` listed."""
+        feed = self._feeds.get(wallet)
+        return (
+            feed is not None
+            and feed.started
+            and (position == feed.head or feed._after(position) is not None)
+        )
+
+    def subscribe(self, wallet: str, position: str | None) -> tuple[Subscription, bool]:
+        """Follow `wallet` from `position` (see WalletFeed.subscribe); starts its poller."""
+        feed = self._feeds.get(wallet)
+        if feed is None:
+            feed = self._feeds[wallet] = WalletFeed(wallet, self)
+        subscription = feed.subscribe(position)
+        if feed.task is None:
+            coordinator = self.coordinator
+            feed.task = (
+                coordinator.start(feed)
+                if coordinator is not None
+                else asyncio.create_task(self.run_poller(feed), name=f"poller-{wallet[:8]}")
+            )
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        feed = subscription.feed
+        feed.subscribers.discard(subscription)
+        if not feed.subscribers:
+            self.forget(feed)
+
+    def forget(self, feed: WalletFeed) -> None:
+        """Drop `feed` and stop its poller (its followers are gone or failed)."""
+        if self._feeds.get(feed.wallet) is feed:
+            del self._feeds[feed.wallet]
+        if feed.task is not None and feed.task is not asyncio.current_task():
+            feed.task.cancel()
+
+    async def publish(self, feed: WalletFeed, batch: LiveBatch) -> None:
+        """Hand a polled batch to this process's followers (the coordinator also sends
+        it to the other instances')."""
+        feed.publish(batch)
+        if self.coordinator is not None:
+            await self.coordinator.share(feed.wallet, batch)
+
+    def observe_batch(self, batch: LiveBatch) -> None:
+        self._on_batch(batch)
+
+    async def run_poller(self, feed: WalletFeed) -> None:
+        """Poll every interval, on a fixed cadence, until cancelled or failed."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += self.poll_interval_s
+            await asyncio.sleep(max(due - loop.time(), 0))
+            try:
+                await feed.poll()
+            except WalletdError as exc:
+                log.warning("live_poll_failed", extra={"code": exc.code, "detail": str(exc)})
+                feed.fail(exc)
+                return
+            except Exception as exc:
+                log.exception("live_poll_failed")
+                feed.fail(DataFetchError(repr(exc)))
+                return
+            due = max(due, loop.time() - self.poll_interval_s)  # a slow poll: no burst after
+
+    async def close(self) -> None:
+        tasks = [feed.task for feed in self._feeds.values() if feed.task is not None]
+        self._feeds.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.coordinator is not None:
+            await self.coordinator.close()

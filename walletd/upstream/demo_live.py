@@ -1,0 +1,86 @@
+"""Live trades of the demo source (SPEC §1): one swap per demo wallet every interval.
+
+Tick `k` of a wallet is the `k`-th interval of the wall clock (k = floor(now /
+interval)); its signature and its transaction are pure functions of (address, k,
+interval), so every instance agrees on them without talking. A history holds the ticks
+of the last WINDOW_TICKS intervals, newest first, ahead of the static history, so its
+newest signature says where live trades stand. A tick's signature carries k in its last
+eight bytes (the rest is a hash): any tick is recognised without a table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+import base58
+
+from walletd.upstream.demo_data import _DEXES, _GENESIS_SLOT, _GENESIS_TIME, _swap, _Wallet
+
+WINDOW_TICKS = 360  # an hour at the default DEMO_LIVE_INTERVAL of 10 s
+_SLOTS_PER_SECOND = 2.5
+# A tick up to this far ahead of our clock is accepted as known: another instance's
+# clock may run a little ahead of ours.
+_SKEW_TICKS = 1
+
+
+def tick_signature(address: str, k: int, interval_s: float) -> str:
+    digest = hashlib.sha512(f"live/{address}/{interval_s!r}/{k}".encode()).digest()
+    return base58.b58encode(digest[:56] + k.to_bytes(8, "big")).decode()
+
+
+class LiveTicks:
+    """The live part of demo histories, on the wall clock `clock` (unix seconds)."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self.interval_s = float(interval_s)  # one spelling in every signature
+        self._clock = clock
+        # The first tick newer than every static transaction.
+        self._first = math.floor(_GENESIS_TIME / interval_s) + 1
+
+    def now(self) -> int:
+        return math.floor(self._clock() / self.interval_s)
+
+    def window(self) -> list[int]:
+        """The ticks a history holds now, newest first."""
+        now = self.now()
+        return list(range(now, max(now - WINDOW_TICKS, self._first - 1), -1))
+
+    def tick_of(self, address: str, signature: str) -> int | None:
+        """The tick `signature` is, if it is one of `address` up to now, else None."""
+        try:
+            raw = base58.b58decode(signature)
+        except ValueError:
+            return None
+        if len(raw) != 64:
+            return None
+        k = int.from_bytes(raw[56:], "big")
+        if not self._first <= k <= self.now() + _SKEW_TICKS:
+            return None
+        return k if tick_signature(address, k, self.interval_s) == signature else None
+
+    def transaction(self, wallet: _Wallet, k: int) -> dict[str, Any]:
+        """Tick `k`'s transaction: always a swap, in Helius's enhanced shape."""
+        rng = random.Random(hashlib.sha256(f"live/{wallet.address}/{k}".encode()).digest())
+        timestamp = int(k * self.interval_s)
+        tx: dict[str, Any] = {
+            "description": "",
+            "type": "SWAP",
+            "source": rng.choice(_DEXES),
+            "fee": 5000 + rng.choice((0, 0, 825, 5000, 80_000)),
+            "feePayer": wallet.address,
+            "signature": tick_signature(wallet.address, k, self.interval_s),
+            "slot": _GENESIS_SLOT + int((timestamp - _GENESIS_TIME) * _SLOTS_PER_SECOND),
+            "timestamp": timestamp,
+            "tokenTransfers": [],
+            "nativeTransfers": [],
+            "accountData": [],
+            "transactionError": None,
+            "instructions": [],
+            "events": {},
+        }
+        _swap(tx, wallet, rng)
+        return tx
