@@ -13,6 +13,7 @@ second behind the oldest one (a 429 then costs almost nothing, bench/README.md).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -189,3 +190,41 @@ async def newer_pages(
                 await check
     batches = [records[start : start + BATCH] for start in range(0, len(records), BATCH)]
     return list(await asyncio.gather(*(fetch(batch) for batch in batches)))
+
+
+class SignatureLister(Protocol):
+    """What a SignatureSource needs of its client."""
+
+    @property
+    def waiting_to_retry(self) -> int: ...
+
+    def signatures(
+        self, address: str, before: str | None, limit: int = ..., *, until: str | None = None
+    ) -> Coroutine[Any, Any, Records]: ...
+
+
+class SignatureSource(abc.ABC):
+    """A source that lists signatures (getSignaturesForAddress) and fetches their
+    transactions by batch (`_fetch`, the adapter's): history pages pipelined, and live
+    follow's poll, the same way for every adapter."""
+
+    def __init__(self, client: SignatureLister, *, lookahead: int, max_lookahead: int) -> None:
+        self._lister = client
+        self._lookahead = lookahead
+        self._max_lookahead = max(lookahead, max_lookahead)
+
+    def _signature_pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
+        return pipelined(
+            signature_batches(self._lister.signatures, wallet, before),
+            self._fetch,
+            waiting_to_retry=lambda: self._lister.waiting_to_retry,
+            lookahead=self._lookahead,
+            max_lookahead=self._max_lookahead,
+        )
+
+    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
+        return await newer_pages(self._lister.signatures, self._fetch, wallet, since, verify)
+
+    @abc.abstractmethod
+    async def _fetch(self, records: Records) -> TxPage:
+        """The batch's transactions, as the adapter reads them."""

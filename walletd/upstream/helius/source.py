@@ -7,31 +7,21 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from walletd.upstream.helius.client import HeliusClient
-from walletd.upstream.pipeline import newer_pages, pipelined, placeholder, signature_batches
+from walletd.upstream.pipeline import SignatureSource, placeholder
 from walletd.upstream.source import TxPage
 
 
-class HeliusSource:
+class HeliusSource(SignatureSource):
     """TradeSource over a HeliusClient; the client owns pacing, retries and the breaker."""
 
     def __init__(
         self, client: HeliusClient, *, lookahead: int = 4, max_lookahead: int = 32
     ) -> None:
+        super().__init__(client, lookahead=lookahead, max_lookahead=max_lookahead)
         self._client = client
-        self._lookahead = lookahead
-        self._max_lookahead = max(lookahead, max_lookahead)
 
     def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
-        return pipelined(
-            signature_batches(self._client.signatures, wallet, before),
-            self._fetch,
-            waiting_to_retry=lambda: self._client.waiting_to_retry,
-            lookahead=self._lookahead,
-            max_lookahead=self._max_lookahead,
-        )
-
-    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
-        return await newer_pages(self._client.signatures, self._fetch, wallet, since, verify)
+        return self._signature_pages(wallet, before)
 
     async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> TxPage:
         """The batch's transactions in signature order. Failed ones are not fetched (they

@@ -24,13 +24,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from walletd.upstream.pipeline import (
-    genuine_signature,
-    newer_pages,
-    pipelined,
-    placeholder,
-    signature_batches,
-)
+from walletd.upstream.pipeline import SignatureSource, genuine_signature, placeholder
 from walletd.upstream.rpc.client import RpcClient
 from walletd.upstream.rpc.reader import parse_rpc_transaction, rpc_signature
 from walletd.upstream.source import TxPage
@@ -42,8 +36,10 @@ HISTORY_METHODS = ("auto", "gtfa", "signatures")
 Page = tuple[list[dict[str, Any]], str | None]
 
 
-class RpcSource:
-    """TradeSource over an RpcClient; the client owns pacing, retries and the breaker."""
+class RpcSource(SignatureSource):
+    """TradeSource over an RpcClient; the client owns pacing, retries and the breaker.
+    Live follow's poll (`newer`) lists signatures with `until` on every provider (gTFA's
+    signature filters are not documented alike), then fetches with getTransaction."""
 
     def __init__(
         self,
@@ -55,16 +51,10 @@ class RpcSource:
     ) -> None:
         if method not in HISTORY_METHODS:
             raise ValueError(f"RPC_HISTORY_METHOD: one of {', '.join(HISTORY_METHODS)}")
+        super().__init__(client, lookahead=lookahead, max_lookahead=max_lookahead)
         self._client = client
         self._method = method
         self.gtfa: bool | None = {"auto": None, "gtfa": True, "signatures": False}[method]
-        self._lookahead = lookahead
-        self._max_lookahead = max(lookahead, max_lookahead)
-
-    async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
-        """Live follow's poll, on every provider: getSignaturesForAddress with `until`
-        (gTFA's signature filters are not documented alike), then getTransaction."""
-        return await newer_pages(self._client.signatures, self._fetch, wallet, since, verify)
 
     def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
         if before is None and self.gtfa is not False:
@@ -107,16 +97,7 @@ class RpcSource:
                 with contextlib.suppress(BaseException):
                     await following
 
-    # --- getSignaturesForAddress + getTransaction ---
-
-    def _signature_pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
-        return pipelined(
-            signature_batches(self._client.signatures, wallet, before),
-            self._fetch,
-            waiting_to_retry=lambda: self._client.waiting_to_retry,
-            lookahead=self._lookahead,
-            max_lookahead=self._max_lookahead,
-        )
+    # --- getSignaturesForAddress + getTransaction: SignatureSource ---
 
     async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> TxPage:
         """The batch's transactions in signature order. Failed ones are not fetched (they
