@@ -86,18 +86,25 @@ class _Wallet:
         return self.index.get(signature)
 
 
-def _transaction(wallet: _Wallet, index: int) -> dict[str, Any]:
-    """The `index`-th newest transaction: a pure function of (address, index)."""
-    rng = random.Random(_digest("tx", wallet.address, index))
-    tx: dict[str, Any] = {
+def draw_source_and_fee(rng: random.Random) -> tuple[str, int]:
+    """A transaction's DEX label and fee: the first two draws of every demo transaction."""
+    return rng.choice(_DEXES), 5000 + rng.choice((0, 0, 825, 5000, 80_000))
+
+
+def blank_transaction(
+    wallet: _Wallet, signature: str, slot: int, timestamp: int, source: str, fee: int
+) -> dict[str, Any]:
+    """A transaction of `wallet` in Helius's enhanced shape, before its balance changes:
+    what every demo transaction, history or live, starts from."""
+    return {
         "description": "",
         "type": "SWAP",
-        "source": rng.choice(_DEXES),
-        "fee": 5000 + rng.choice((0, 0, 825, 5000, 80_000)),
+        "source": source,
+        "fee": fee,
         "feePayer": wallet.address,
-        "signature": wallet.signatures[index],
-        "slot": _GENESIS_SLOT - index * 7 - rng.randint(0, 6),
-        "timestamp": _GENESIS_TIME - index * 3 - rng.randint(0, 2),
+        "signature": signature,
+        "slot": slot,
+        "timestamp": timestamp,
         "tokenTransfers": [],
         "nativeTransfers": [],
         "accountData": [],
@@ -105,6 +112,15 @@ def _transaction(wallet: _Wallet, index: int) -> dict[str, Any]:
         "instructions": [],
         "events": {},
     }
+
+
+def _transaction(wallet: _Wallet, index: int) -> dict[str, Any]:
+    """The `index`-th newest transaction: a pure function of (address, index)."""
+    rng = random.Random(_digest("tx", wallet.address, index))
+    source, fee = draw_source_and_fee(rng)
+    slot = _GENESIS_SLOT - index * 7 - rng.randint(0, 6)
+    timestamp = _GENESIS_TIME - index * 3 - rng.randint(0, 2)
+    tx = blank_transaction(wallet, wallet.signatures[index], slot, timestamp, source, fee)
     roll = rng.random()
     if roll < 0.60:
         _swap(tx, wallet, rng)

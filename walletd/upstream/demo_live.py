@@ -18,7 +18,14 @@ from typing import Any
 
 import base58
 
-from walletd.upstream.demo_data import _DEXES, _GENESIS_SLOT, _GENESIS_TIME, _swap, _Wallet
+from walletd.upstream.demo_data import (
+    _GENESIS_SLOT,
+    _GENESIS_TIME,
+    _swap,
+    _Wallet,
+    blank_transaction,
+    draw_source_and_fee,
+)
 
 WINDOW_TICKS = 360  # an hour at the default DEMO_LIVE_INTERVAL of 10 s
 _SLOTS_PER_SECOND = 2.5
@@ -66,21 +73,9 @@ class LiveTicks:
         """Tick `k`'s transaction: always a swap, in Helius's enhanced shape."""
         rng = random.Random(hashlib.sha256(f"live/{wallet.address}/{k}".encode()).digest())
         timestamp = int(k * self.interval_s)
-        tx: dict[str, Any] = {
-            "description": "",
-            "type": "SWAP",
-            "source": rng.choice(_DEXES),
-            "fee": 5000 + rng.choice((0, 0, 825, 5000, 80_000)),
-            "feePayer": wallet.address,
-            "signature": tick_signature(wallet.address, k, self.interval_s),
-            "slot": _GENESIS_SLOT + int((timestamp - _GENESIS_TIME) * _SLOTS_PER_SECOND),
-            "timestamp": timestamp,
-            "tokenTransfers": [],
-            "nativeTransfers": [],
-            "accountData": [],
-            "transactionError": None,
-            "instructions": [],
-            "events": {},
-        }
+        source, fee = draw_source_and_fee(rng)
+        signature = tick_signature(wallet.address, k, self.interval_s)
+        slot = _GENESIS_SLOT + int((timestamp - _GENESIS_TIME) * _SLOTS_PER_SECOND)
+        tx = blank_transaction(wallet, signature, slot, timestamp, source, fee)
         _swap(tx, wallet, rng)
         return tx
