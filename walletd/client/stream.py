@@ -58,7 +58,8 @@ _RETRIES = textwrap.fill(
     f"A dropped connection, a timeout and the errors {_names(RESUMABLE_CODES)} resume from "
     "the last trades received, waiting the server's retry hint (doubling while nothing "
     "arrives, at most --max-retry-delay), up to --max-retries attempts in a row without a "
-    "new trade; the status above reports the last failure. A 429 "
+    "new trade (with --follow: nor a `caught_up`); the status above reports the last "
+    "failure. A 429 "
     f"({', '.join(RATE_LIMITED_CODES)}) is retried after its Retry-After at most twice in "
     "a row, and not at all when Retry-After is over --max-retry-delay.",
     width=84,
