@@ -222,7 +222,8 @@ class StreamClient:
                 self.progress.update(self.scanned_before + self.scanned, self.received)
         elif event.name == "progress":
             self.scanned = int(data.get("signatures_scanned") or 0)
-            self.progress.update(self.scanned_before + self.scanned, self.received)
+            if not self.caught_up:
+                self.progress.update(self.scanned_before + self.scanned, self.received)
         elif event.name == "caught_up":
             self.scanned = int(data.get("signatures_scanned") or 0)
             self.cursor = event.id or self.cursor  # the head: the live resume cursor
