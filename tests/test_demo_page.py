@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from tests.ci import missing
+from tests.browser import (
+    SETTLE_MS,
+    app_data,
+    launch_chromium,
+    open_demo,
+    row_signatures,
+    screenshot,
+    settled,
+    summary_items,
+)
 from tests.sse_client import Stream, parse
 from tests.support import WALLET, ServeFn
 from tests.walletd_process import Server, serve_args, walletd
@@ -28,7 +36,7 @@ from walletd.api.boundary import SECURITY_HEADERS
 from walletd.api.demo_page import CONTENT_TYPES
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Browser
 
 CSP = SECURITY_HEADERS["Content-Security-Policy"]
 NOT_FOUND_WALLET = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # README: no history
@@ -36,9 +44,6 @@ NOT_FOUND_WALLET = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # README: no 
 # pages, so a slow source leaves time to kill the server between two of them.
 MID_WALLET = "5K8gEY3RY57NMj9LKCs7sqgkes1krP5VUJPMoLLPELKd"
 SECRET = "s" * 32
-OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
-# Bounded waits for a slow 2-core machine; a run takes a few seconds.
-SETTLE_MS = 60_000
 
 
 # --- plain HTTP ------------------------------------------------------------------------
@@ -96,7 +101,7 @@ async def test_index_served_under_the_csp_in_development(serve: ServeFn) -> None
         assert asset.status == 200, url
 
 
-@pytest.mark.parametrize("name", ["app.js", "app.css", "favicon.svg"])
+@pytest.mark.parametrize("name", ["app.js", "chart.js", "app.css", "favicon.svg"])
 async def test_static_assets_have_their_content_type_and_revalidate(
     serve: ServeFn, name: str
 ) -> None:
@@ -144,83 +149,10 @@ async def test_demo_page_needs_no_key_when_keys_are_required(
 # --- headless Chromium -----------------------------------------------------------------
 
 
-def chromium_executable() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    missing("Chromium is not installed (Debian: apt-get install chromium)")
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_executable()
-    from playwright.async_api import async_playwright  # the `test` extra: never skipped
-
-    async with async_playwright() as playwright:
-        # The system Chromium: playwright's own browser builds are never downloaded.
-        launched = await playwright.chromium.launch(executable_path=executable, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-class Watch:
-    """What a page reported: CSP violations, uncaught exceptions, console errors."""
-
-    def __init__(self) -> None:
-        self.page_errors: list[str] = []
-        self.console_errors: list[str] = []
-
-    async def csp_violations(self, page: Page) -> list[str]:
-        found: list[str] = await page.evaluate("window.__cspViolations")
-        return found
-
-
-# Injected by the browser driver before any page script (not subject to the CSP).
-CSP_LISTENER = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
-});
-"""
-
-
-async def open_demo(browser: Browser, url: str) -> tuple[Page, Watch]:
-    page = await browser.new_page(viewport={"width": 1280, "height": 900})
-    watch = Watch()
-    page.on("pageerror", lambda exc: watch.page_errors.append(str(exc)))
-    page.on("console", lambda m: watch.console_errors.append(m.text) if m.type == "error" else None)
-    await page.add_init_script(CSP_LISTENER)
-    await page.goto(f"{url}/")
-    return page, watch
-
-
-async def settled(page: Page, *states: str) -> str:
-    """Wait until the page's state is one of `states`; return it.
-
-    Page predicates are written as functions: a bare expression would be evaluated
-    with eval(), which the page's CSP refuses."""
-    await page.wait_for_function(
-        "(states) => states.includes(document.getElementById('app').dataset.state)",
-        arg=list(states),
-        timeout=SETTLE_MS,
-    )
-    return await app_data(page, "state")
-
-
-async def app_data(page: Page, name: str) -> str:
-    value = await page.get_attribute("#app", f"data-{name}")
-    assert value is not None, name
-    return value
-
-
-async def row_signatures(page: Page) -> list[str]:
-    found: list[str] = await page.eval_on_selector_all(
-        "#trades tbody tr", "rows => rows.map(r => r.dataset.signature)"
-    )
-    return found
+    async with launch_chromium() as launched:
+        yield launched
 
 
 async def read_stream(url: str, wallet: str, **headers: str) -> Stream:
@@ -237,22 +169,6 @@ async def read_stream(url: str, wallet: str, **headers: str) -> Stream:
 
 def signatures(stream: Stream) -> list[str]:
     return [trade["signature"] for trade in stream.trades]
-
-
-async def summary_items(page: Page) -> dict[str, str]:
-    """The summary shown: term -> value."""
-    found: dict[str, str] = await page.eval_on_selector(
-        "#summary-list",
-        "dl => Object.fromEntries([...dl.querySelectorAll('dt')]"
-        ".map(dt => [dt.textContent, dt.nextElementSibling.textContent]))",
-    )
-    return found
-
-
-async def screenshot(page: Page, tmp_path: Path, name: str) -> None:
-    await page.screenshot(path=tmp_path / name)
-    OUTPUT.mkdir(exist_ok=True)
-    shutil.copyfile(tmp_path / name, OUTPUT / name)
 
 
 async def test_demo_page_streams_the_demo_wallet(
@@ -279,6 +195,14 @@ async def test_demo_page_streams_the_demo_wallet(
         shown["Buys / sells / swaps"] == f"{totals['buys']} / {totals['sells']} / {totals['swaps']}"
     )
     assert shown["SOL volume"] == f"{totals['volume_sol']} SOL"
+    # The chart, drawn without follow too: a bar group per hour with trades.
+    hours = {trade["timestamp"] // 3600 for trade in stream.trades}
+    await page.wait_for_function(
+        "(n) => document.getElementById('chart').dataset.groups == n",
+        arg=len(hours),
+        timeout=SETTLE_MS,
+    )
+    assert await page.get_attribute("#chart", "data-volume") == totals["volume_sol"]
     assert await page.is_hidden("#summary-note") and await page.is_hidden("#error")
     assert await watch.csp_violations(page) == []
     assert watch.page_errors == [] and watch.console_errors == []
@@ -305,7 +229,7 @@ async def test_demo_page_resumes_without_duplicates_after_a_server_crash(
     # The same address again, as systemd's Restart= would bring it back.
     second = await walletd(
         *serve_args(first.port),
-        env={"LOG_FORMAT": "json", **env},
+        env={"LOG_FORMAT": "json", "DEMO_LIVE_INTERVAL": "0", **env},
         stdout=asyncio.subprocess.PIPE,
     )
     try:

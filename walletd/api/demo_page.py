@@ -16,6 +16,7 @@ from walletd.errors import NotFound
 CONTENT_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "chart.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
@@ -58,7 +59,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def static_asset(request: web.Request) -> web.Response:
-    """GET /static/{name}: app.js, app.css, favicon.svg; anything else is NotFound."""
+    """GET /static/{name}: app.js, chart.js, app.css, favicon.svg; anything else is NotFound."""
     name = request.match_info["name"]
     if name == "index.html" or name not in CONTENT_TYPES:
         raise NotFound(f"no static asset {name[:64]!r}")

@@ -41,7 +41,7 @@ from walletd.appkeys import SETTINGS
 from walletd.config import Settings
 
 # GET /static/{name} (walletd/api/demo_page.py); index.html is served only as GET /.
-DEMO_ASSETS = ("app.js", "app.css", "favicon.svg")
+DEMO_ASSETS = ("app.js", "chart.js", "app.css", "favicon.svg")
 
 
 def _scopederror_refs(settings: Settings) -> tuple[int, ...]:

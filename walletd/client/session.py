@@ -2,8 +2,9 @@
 
 A dropped connection or a resumable `error` event reconnects with `Last-Event-ID` = the
 id of the last `trades` event printed, which the server continues exactly after
-(SPEC §1). Which codes resume, and each code's exit status, come from the error
-catalogue (walletd/errors.py); the stream is parsed by walletd's own SSE codec.
+(SPEC §1). With `follow`, `caught_up`'s id is a cursor too, and the run has no end but
+Ctrl-C or a final failure. Which codes resume, and each code's exit status, come from
+the error catalogue (walletd/errors.py); the stream is parsed by walletd's own SSE codec.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Options:
     retry_delay_s: float
     max_retry_delay_s: float
     timeout_s: float
+    follow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,7 @@ class StreamClient:
     def __init__(self, options: Options, out: TextIO, err: TextIO) -> None:
         self.options, self.out, self.err = options, out, err
         self.progress = Progress(err, enabled=not options.quiet)
-        self.cursor = options.before  # the id of the last trades event printed
+        self.cursor = options.before  # the id of the last trades (or caught_up) event
         self.retry_ms: int | None = None  # the server's `retry:` hint
         self.received = 0
         self.actions: Counter[str] = Counter()
@@ -94,6 +96,11 @@ class StreamClient:
         self.scanned_before = self.scanned = 0  # earlier connections / this one
         self.started = time.monotonic()
         self.header_printed = False
+        # Follow: the history is all printed; live trades printed since; whether this
+        # connection reached `caught_up` (the server is serving: not a failure in a row).
+        self.caught_up = False
+        self.live = 0
+        self.held = False
 
     async def run(self) -> int:
         """Stream until `complete` or a final failure; the exit status of the table."""
@@ -104,12 +111,12 @@ class StreamClient:
         failures = limited = 0
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
-                received = self.received
+                received, self.held = self.received, False
                 outcome = await self._connect(http)
                 if outcome.complete is not None or self._limit_reached():
                     self._finish(outcome.complete)
                     return EXIT_OK
-                if self.received > received:
+                if self.received > received or self.held:
                     failures = limited = 0
                 if outcome.code in RATE_LIMITED_CODES:
                     limited += 1
@@ -136,7 +143,8 @@ class StreamClient:
 
     def _limit_reached(self) -> bool:
         limit = self.options.limit
-        return limit is not None and self.received >= limit
+        # A follow's limit bounds its history only: it goes on live.
+        return limit is not None and self.received >= limit and not self.options.follow
 
     def _backoff(self, hint_s: float | None, failures: int) -> float:
         """The server's hint (retry_after, else `retry:`) doubled per failure in a row,
@@ -157,8 +165,17 @@ class StreamClient:
         if self.cursor:
             headers["Last-Event-ID"] = self.cursor
         params = {}
-        if opts.limit is not None:
-            params["limit"] = str(opts.limit - self.received)
+        if opts.follow:
+            params["follow"] = "true"
+        if opts.limit is not None and not self.caught_up:
+            left = opts.limit - self.received
+            if left > 0:
+                params["limit"] = str(left)
+            elif self.cursor:
+                # Cut between the limit's last trade and `caught_up`: no more history is
+                # wanted, so resume from the head (`<oldest>.<head>` -> `<head>`): the
+                # server sends `caught_up`, then what landed since.
+                headers["Last-Event-ID"] = self.cursor.rpartition(".")[2]
         return url, headers, params
 
     async def _connect(self, http: aiohttp.ClientSession) -> Outcome:
@@ -177,7 +194,8 @@ class StreamClient:
                             return outcome
                     if parser.retry_ms is not None:
                         self.retry_ms = parser.retry_ms
-            return Outcome(None, "the stream ended before `complete`")
+            last = "`caught_up` or an error" if self.options.follow else "`complete`"
+            return Outcome(None, f"the stream ended before {last}")
         except BrokenPipeError:
             raise  # our stdout, not the connection: see run()
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
@@ -200,10 +218,25 @@ class StreamClient:
                 return _protocol_error("`trades` event without a list of trade objects")
             self._print_trades(trades)
             self.cursor = event.id or self.cursor  # only once printed: the resume cursor
-            self.progress.update(self.scanned_before + self.scanned, self.received)
+            if not self.caught_up:  # then the `caught up` line stands
+                self.progress.update(self.scanned_before + self.scanned, self.received)
         elif event.name == "progress":
             self.scanned = int(data.get("signatures_scanned") or 0)
-            self.progress.update(self.scanned_before + self.scanned, self.received)
+            if not self.caught_up:
+                self.progress.update(self.scanned_before + self.scanned, self.received)
+        elif event.name == "caught_up":
+            self.scanned = int(data.get("signatures_scanned") or 0)
+            self.cursor = event.id or self.cursor  # the head: the live resume cursor
+            self.held = True
+            if not self.caught_up:
+                self.caught_up = True
+                found = self.received
+                self._notice(
+                    f"caught up: {found} trades, {self.scanned_before + self.scanned} "
+                    "signatures scanned; following live trades (Ctrl-C to stop)",
+                    prefix=False,
+                    redraw=False,
+                )
         elif event.name == "complete":
             self.scanned = int(data.get("signatures_scanned") or 0)
             return Outcome("COMPLETE", "complete", complete=data)
@@ -235,6 +268,8 @@ class StreamClient:
         if lines:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()  # a reader (`| jq`) sees each batch as it arrives
+        if self.caught_up:
+            self.live += len(trades)
         for trade in trades:
             signature = str(trade.get("signature"))
             if signature in self.seen:
@@ -243,10 +278,10 @@ class StreamClient:
             self.actions[str(trade.get("action"))] += 1
         self.received += len(trades)
 
-    def _notice(self, text: str, *, redraw: bool = True) -> None:
+    def _notice(self, text: str, *, redraw: bool = True, prefix: bool = True) -> None:
         if not self.options.quiet:
             self.progress.clear()
-            print(f"walletd stream: {text}", file=self.err, flush=True)
+            print(f"walletd stream: {text}" if prefix else text, file=self.err, flush=True)
             if redraw:
                 self.progress.show()
 
@@ -265,7 +300,13 @@ class StreamClient:
         suffix = "; giving up" if outcome.resumable or outcome.code in RATE_LIMITED_CODES else ""
         print(f"walletd stream: {self._describe(outcome)}{suffix}", file=self.err, flush=True)
 
-    def _finish(self, complete: dict[str, Any] | None) -> None:
+    def interrupted(self) -> None:
+        """Ctrl-C: a follow's natural end, so its summary; a plain run's nothing more."""
+        self.progress.clear()
+        if self.options.follow:
+            self._finish(None, ended="stopped")
+
+    def _finish(self, complete: dict[str, Any] | None, ended: str = "complete") -> None:
         """The summary: stderr only, so stdout stays pure trades."""
         self.progress.clear()
         if self.duplicates:
@@ -282,14 +323,20 @@ class StreamClient:
                 "duplicates": self.duplicates,
                 "duration_s": duration,
             }
-            print(json.dumps({"complete": complete, "client": client}), file=self.err, flush=True)
+            if self.options.follow:
+                client["live_trades"] = self.live
+            end = complete if complete is not None else {"caught_up": self.caught_up}
+            print(json.dumps({ended: end, "client": client}), file=self.err, flush=True)
             return
-        actions = ", ".join(f"{n} {a}s" for a, n in sorted(self.actions.items()))
+        actions = ", ".join(f"{n} {a}s" for a, n in sorted(self.actions.items())) or "none"
         truncated = complete is None or bool(complete.get("truncated"))
+        if self.options.follow:
+            truncated = False
+            actions += f"; {self.live} live" if self.caught_up else "; not caught up"
         # Connections that ended early reported their scan only up to their last progress.
         at_least = "at least " if self.retries else ""
         print(
-            f"complete: {self.received} trades ({actions or 'none'}), "
+            f"{ended}: {self.received} trades ({actions}), "
             f"{at_least}{self.scanned_before + self.scanned} signatures scanned, "
             f"{'truncated, ' if truncated else ''}{self.retries} retries, {duration:.1f} s",
             file=self.err,

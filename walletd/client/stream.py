@@ -3,7 +3,8 @@
 stdout carries only trades (JSON lines or a table), so it can be piped; progress,
 resume notices, the final summary and errors go to stderr. A dropped connection or a
 resumable `error` event reconnects with `Last-Event-ID` = the id of the last `trades`
-event printed, which the server continues exactly after (SPEC §1).
+event printed, which the server continues exactly after (SPEC §1). `--follow` asks for
+`follow=true`: the history, a "caught up" line on stderr, then live trades until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ Print a wallet's trades from a walletd server as they stream in. stdout carries 
 trades (--format jsonl: one trade object per line; table: aligned rows), so it can be
 piped; progress, retry notices, the summary and errors go to stderr. The API key comes
 from --api-key or WALLETD_API_KEY and is sent as Authorization: Bearer.
+
+With --follow, the history is followed by a "caught up" line on stderr, then by the
+wallet's new trades as they land, each printed (and flushed) as it arrives, until Ctrl-C
+(status 130, after a summary on stderr) or a failure that cannot be resumed.
 """
 
 
@@ -53,7 +58,8 @@ _RETRIES = textwrap.fill(
     f"A dropped connection, a timeout and the errors {_names(RESUMABLE_CODES)} resume from "
     "the last trades received, waiting the server's retry hint (doubling while nothing "
     "arrives, at most --max-retry-delay), up to --max-retries attempts in a row without a "
-    "new trade; the status above reports the last failure. A 429 "
+    "new trade (with --follow: nor a `caught_up`); the status above reports the last "
+    "failure. A 429 "
     f"({', '.join(RATE_LIMITED_CODES)}) is retried after its Retry-After at most twice in "
     "a row, and not at all when Retry-After is over --max-retry-delay.",
     width=84,
@@ -62,7 +68,7 @@ _RETRIES = textwrap.fill(
 
 EPILOG = f"""\
 exit statuses:
-  0   complete (or --limit trades received)
+  0   complete (or --limit trades received; never with --follow)
   1   unexpected response (not walletd's protocol)
   2   usage error
 {_exit_table()}
@@ -103,9 +109,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="API key, sent as Authorization: Bearer (default: WALLETD_API_KEY)",
     )
     parser.add_argument(
-        "--limit", type=_positive(int), metavar="N", help="stop after this many trades"
+        "--limit",
+        type=_positive(int),
+        metavar="N",
+        help="stop after this many trades (with --follow: of the history, then go on live)",
     )
     parser.add_argument("--before", metavar="SIG", help="start after this trade signature")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="after the history, keep printing the wallet's new trades until Ctrl-C",
+    )
     parser.add_argument("--format", choices=("table", "jsonl"), default="table")
     parser.add_argument(
         "-q",
@@ -162,6 +176,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     if api_key is not None and not re.fullmatch(r"[!-~]+", api_key):  # a header must hold it
         print("walletd stream: the API key has spaces or control characters", file=sys.stderr)
         return EXIT_USAGE
+    if args.follow and args.before:  # the server would refuse it (INVALID_PARAMETER)
+        print("walletd stream: --before cannot be used with --follow", file=sys.stderr)
+        return EXIT_USAGE
     options = Options(
         url=args.url,
         address=args.address,
@@ -174,13 +191,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
         retry_delay_s=args.retry_delay,
         max_retry_delay_s=args.max_retry_delay,
         timeout_s=args.timeout,
+        follow=args.follow,
     )
     client = StreamClient(options, sys.stdout, sys.stderr)
     try:
         return asyncio.run(client.run())
     except KeyboardInterrupt:
-        client.progress.clear()
         sys.stdout.flush()
+        client.interrupted()
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Python would report the pipe again while flushing stdout at exit.

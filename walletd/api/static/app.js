@@ -1,14 +1,18 @@
 // walletd demo page: one EventSource per run, events as in SPEC §1, errors as in §2.
 // Plain script, no build step; every value from the server reaches the page as text
-// (textContent), never as HTML.
+// (textContent), never as HTML. With "Follow live trades" the stream is `follow=true`:
+// the history, `caught_up`, then live trades, added at the top of the table.
 "use strict";
 
 (() => {
   const KEY_STORAGE = "walletd.apiKey";
-  const RUNNING = new Set(["connecting", "streaming", "reconnecting"]);
+  const RUNNING = new Set(["connecting", "streaming", "reconnecting", "live"]);
+  const FRESH_MS = 2500; // how long a live row stays highlighted
   const $ = (id) => document.getElementById(id);
   const app = $("app");
   const rowsBody = document.querySelector("#trades tbody");
+  const { Chart, solMoved, formatSol } = window.walletdChart;
+  const chart = new Chart($("chart"), $("chart-note"));
 
   let run = null; // the current stream and its tallies; replaced by every Start
 
@@ -46,20 +50,32 @@
     if (run) finish(run, "stopped", "Stopped.");
     const wallet = $("wallet").value.trim();
     const key = $("api-key").value.trim();
+    const follow = $("follow").checked;
     storeKey(key);
-    const query = key ? "?" + new URLSearchParams({ api_key: key }) : "";
+    const params = new URLSearchParams();
+    if (follow) params.set("follow", "true");
+    if (key) params.set("api_key", key);
+    const query = params.toString() ? `?${params}` : "";
     const url = `/v4/wallet/${encodeURIComponent(wallet)}/stream${query}`;
     const r = {
       url,
+      follow,
       source: new EventSource(url),
       lastId: "", // the last `trades` id: the cursor the browser resumes from
       seen: new Set(), // signatures shown: a resume must never add one twice
       duplicates: 0,
       connections: 0,
       scanned: 0, // by this connection: each counts from zero (SPEC §1)
+      live: false, // this connection sent `caught_up`: its trades are new ones
+      caughtUp: null, // the first `caught_up` event's data
+      liveTrades: 0,
+      tally: newTally(), // the summary of every trade in the table
     };
     run = r;
+    app.dataset.follow = follow;
     rowsBody.replaceChildren();
+    chart.reset();
+    $("chart-panel").hidden = true;
     $("summary").hidden = true;
     showError(null);
     updateCounts(r);
@@ -73,6 +89,7 @@
     on("connected", onConnected);
     on("progress", onProgress);
     on("trades", onTrades);
+    on("caught_up", onCaughtUp);
     on("complete", onComplete);
     on("error", onError);
   }
@@ -81,6 +98,7 @@
     const data = JSON.parse(event.data);
     r.connections += 1;
     r.scanned = 0;
+    r.live = false; // a resumed follow sends the rest of the history, then `caught_up`
     updateCounts(r);
     if (data.resumed_from) {
       showError(null);
@@ -95,20 +113,51 @@
     updateCounts(r);
   }
 
+  // History batches come newest first and go below; live ones come oldest first and go
+  // on top, so the table stays newest first.
   function onTrades(r, event) {
-    const fragment = document.createDocumentFragment();
+    const rows = [];
     for (const trade of JSON.parse(event.data).trades) {
-      // Counted, not hidden: the resume contract is that this stays 0.
+      // Counted, not shown twice: the resume contract is that this stays 0.
       if (r.seen.has(trade.signature)) {
         r.duplicates += 1;
         continue;
       }
       r.seen.add(trade.signature);
-      fragment.append(tradeRow(trade));
+      addToTally(r.tally, trade);
+      chart.add(trade);
+      const row = tradeRow(trade);
+      if (r.live) markFresh(row);
+      rows.push(row);
     }
-    rowsBody.append(fragment);
+    if (r.live) {
+      rowsBody.prepend(...rows.reverse());
+      r.liveTrades += rows.length;
+    } else {
+      rowsBody.append(...rows);
+    }
+    $("chart-panel").hidden = r.seen.size === 0;
     r.lastId = event.lastEventId;
     updateCounts(r);
+    if (r.caughtUp) showFollowSummary(r);
+  }
+
+  function markFresh(row) {
+    row.dataset.live = "true";
+    row.classList.add("fresh");
+    setTimeout(() => row.classList.remove("fresh"), FRESH_MS);
+  }
+
+  function onCaughtUp(r, event) {
+    const data = JSON.parse(event.data);
+    r.live = true;
+    r.scanned = data.signatures_scanned;
+    if (event.lastEventId) r.lastId = event.lastEventId;
+    if (!r.caughtUp) r.caughtUp = data;
+    showError(null);
+    updateCounts(r);
+    showFollowSummary(r);
+    setState("live", "Caught up. Following live trades…");
   }
 
   function onComplete(r, event) {
@@ -187,6 +236,9 @@
     $("row-count").textContent = rows;
     const since = r.connections > 1 ? " since the last resume" : "";
     let text = `${r.scanned} transactions scanned${since}, ${rows} trades found.`;
+    if (r.caughtUp) {
+      text = `${rows} trades: ${rows - r.liveTrades} from the history, ${r.liveTrades} live since caught up.`;
+    }
     if (r.duplicates) text += ` ${r.duplicates} duplicate trades received and skipped.`;
     $("progress").textContent = text;
   }
@@ -199,6 +251,55 @@
     const strong = document.createElement("strong");
     strong.textContent = code;
     box.append(strong, ` ${message}`);
+  }
+
+  function newTally() {
+    return { buys: 0, sells: 0, swaps: 0, mints: new Set(), first: null, last: null, lamports: 0n };
+  }
+
+  function addToTally(t, trade) {
+    if (trade.action === "buy") t.buys += 1;
+    else if (trade.action === "sell") t.sells += 1;
+    else if (trade.action === "swap") t.swaps += 1;
+    t.mints.add(trade.token_in.mint);
+    t.mints.add(trade.token_out.mint);
+    if (trade.timestamp != null) {
+      if (t.first === null || trade.timestamp < t.first) t.first = trade.timestamp;
+      if (t.last === null || trade.timestamp > t.last) t.last = trade.timestamp;
+    }
+    t.lamports += solMoved(trade);
+  }
+
+  // A follow's summary is the table's, across every connection, and kept current as
+  // live trades arrive (the server's `caught_up` summary covers one connection's history).
+  function showFollowSummary(r) {
+    const t = r.tally;
+    showItems([
+      ["Trades", String(r.seen.size)],
+      ["Live trades", String(r.liveTrades)],
+      ["Buys / sells / swaps", `${t.buys} / ${t.sells} / ${t.swaps}`],
+      ["Distinct tokens", String(t.mints.size)],
+      ["SOL volume", `${formatSol(t.lamports)} SOL`],
+      ["Oldest trade", utc(t.first)],
+      ["Newest trade", utc(t.last)],
+      ["Caught up after", `${r.caughtUp.duration_s} s`],
+    ]);
+    const note = $("summary-note");
+    note.hidden = false;
+    note.textContent = "Counts every trade in the table, across reconnections, and follows the live ones.";
+  }
+
+  function showItems(items) {
+    const list = $("summary-list");
+    list.replaceChildren();
+    for (const [term, value] of items) {
+      const dt = document.createElement("dt");
+      const dd = document.createElement("dd");
+      dt.textContent = term;
+      dd.textContent = value;
+      list.append(dt, dd);
+    }
+    $("summary").hidden = false;
   }
 
   function showSummary(r, data) {
@@ -214,22 +315,13 @@
       ["Duration", `${data.duration_s} s`],
       ["History", data.truncated ? "cut short by the limit" : "complete"],
     ];
-    const list = $("summary-list");
-    list.replaceChildren();
-    for (const [term, value] of items) {
-      const dt = document.createElement("dt");
-      const dd = document.createElement("dd");
-      dt.textContent = term;
-      dd.textContent = value;
-      list.append(dt, dd);
-    }
+    showItems(items);
     // A resumed connection's summary counts that connection only (SPEC §1).
     const note = $("summary-note");
     note.hidden = r.connections < 2;
     note.textContent =
       `The stream was resumed (${r.connections} connections): this summary covers the ` +
       `last one; the table holds all ${r.seen.size} trades.`;
-    $("summary").hidden = false;
   }
 
   function tradeRow(trade) {
