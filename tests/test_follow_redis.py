@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from tests.fake_helius import RPC, FakeHelius
+from tests.follow_scaffold import FOLLOW_ENV, POLL, URL, Landing, trade_signatures
 from tests.sse_client import EventReader
 from tests.support import WALLET, log_messages
-from tests.test_follow_helius import FOLLOW_ENV, POLL, Landing, trade_signatures
 from tests.waiting import eventually
 from walletd.appkeys import LIVE
+from walletd.upstream.helius.reader import parse_transaction
 
-URL = f"/v4/wallet/{WALLET}/stream"
 TTL = 0.6
 
 
@@ -79,7 +79,7 @@ async def test_one_poller_across_instances_and_takeover(serve: Any, fake: Any, e
             received[other] += [t["signature"] for t in event.data["trades"]]
         assert received[other][-2:] == landed
         assert len(received[other]) == len(set(received[other]))
-        assert set(received[other]) <= set(trade_signatures(fake))
+        assert set(received[other]) <= set(trade_signatures(fake, parse_transaction))
     finally:
         first_resp.close()
         second_resp.close()
