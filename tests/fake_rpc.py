@@ -45,8 +45,8 @@ Protocol: ``POST /`` (``?api-key=KEY`` when the fake has a key), JSON-RPC 2.0.
 Data: ``add_synthetic(address, count)`` (the demo history, converted by
 tests/rpc_shapes.py), ``load_samples(folder)`` (tests/data/rpc: each real transaction in
 the history of its fee payer), ``add_history(address, txs)`` (getTransaction results,
-newest first), and ``add_transaction(address, tx)`` to land a new transaction on a
-running server (live follow).
+newest first), and ``add_newer(address, txs)`` (newest first; ``add_transaction`` for
+one) to land new transactions on a running server (live follow).
 
 Faults (``fake.faults``, an EndpointFaults): ``latency_s``; ``limit_rps(rps, burst)``
 answering HTTP 429 with ``Retry-After`` and a ``-32005`` error body; ``inject(kind, ...)``
@@ -205,7 +205,15 @@ class FakeRpc:
 
     def add_transaction(self, address: str, tx: Mapping[str, Any]) -> None:
         """Land `tx` as the newest transaction of `address` (on a running server too)."""
-        self.histories.setdefault(address, _History()).entries.insert(0, self._store(tx))
+        self.add_newer(address, [tx])
+
+    def add_newer(self, address: str, txs: Iterable[Mapping[str, Any]]) -> None:
+        """Land `txs` (newest first) on `address`, newer than everything it has: what a
+        live wallet does while walletd follows it (as FakeHelius.add_newer)."""
+        history = self.histories.setdefault(address, _History())
+        listed = {entry.signature for entry in history.entries}
+        landed = [entry for entry in map(self._store, txs) if entry.signature not in listed]
+        history.entries[:0] = landed
 
     def add_synthetic(self, address: str, count: int | None = None) -> list[dict[str, Any]]:
         """Serve the demo history of `address` as RPC results; returns the demo
@@ -243,6 +251,20 @@ class FakeRpc:
         """RPC_URL for a running aiohttp TestServer (with the key when the fake has one)."""
         base = str(server.make_url("/"))
         return f"{base}?api-key={self.api_key}" if self.api_key else base
+
+    def walletd_env(self, server: Any, method: str = "auto", **extra: Any) -> dict[str, str]:
+        """The environment of a walletd using `server` as its RPC provider (history by
+        RPC_HISTORY_METHOD `method`), paced at 1000 RPS so that pacing never slows a
+        test; `extra` adds or overrides variables."""
+        env = {
+            "UPSTREAM": "rpc",
+            "RPC_URL": self.url(server),
+            "RPC_HISTORY_METHOD": method,
+            "UPSTREAM_RPS": 1000,
+            "UPSTREAM_TIMEOUT": 5,
+            **extra,
+        }
+        return {name: str(value) for name, value in env.items()}
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -4,25 +4,43 @@ messages that fail their HMAC dropped."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import logging
 from typing import Any
 
+import base58
 import pytest
 
-from tests.fake_helius import RPC, FakeHelius
+from tests.fake_helius import RPC, FakeHelius, synthetic_transactions
+from tests.follow_scaffold import FOLLOW_ENV, POLL, URL, Landing, sent, trade_signatures
 from tests.sse_client import EventReader
 from tests.support import WALLET, log_messages
-from tests.test_follow_helius import FOLLOW_ENV, POLL, Landing, trade_signatures
 from tests.waiting import eventually
 from walletd.appkeys import LIVE
+from walletd.upstream.helius.reader import parse_transaction
 
-URL = f"/v4/wallet/{WALLET}/stream"
 TTL = 0.6
+
+
+def demo_wallets(count: int) -> list[str]:
+    """`count` addresses other than WALLET that have a demo history."""
+    found: list[str] = []
+    for n in itertools.count():
+        address = base58.b58encode(hashlib.sha256(b"follow-%d" % n).digest()).decode()
+        if synthetic_transactions(address, 1):
+            found.append(address)
+        if len(found) == count:
+            return found
+    raise AssertionError  # pragma: no cover
+
+
+OTHERS = demo_wallets(8)
 
 
 @pytest.fixture
 async def fake(aiohttp_server: Any) -> Any:
-    fake = FakeHelius(synthetic={WALLET: 30})
+    fake = FakeHelius(synthetic={WALLET: 30, **dict.fromkeys(OTHERS, 5)})
     fake.server = await aiohttp_server(fake.app())  # type: ignore[attr-defined]
     return fake
 
@@ -79,7 +97,7 @@ async def test_one_poller_across_instances_and_takeover(serve: Any, fake: Any, e
             received[other] += [t["signature"] for t in event.data["trades"]]
         assert received[other][-2:] == landed
         assert len(received[other]) == len(set(received[other]))
-        assert set(received[other]) <= set(trade_signatures(fake))
+        assert set(received[other]) <= set(trade_signatures(fake, parse_transaction))
     finally:
         first_resp.close()
         second_resp.close()
@@ -94,8 +112,67 @@ async def test_forged_live_message_is_dropped_and_logged(
         reader = EventReader(resp)
         await reader.until("caught_up")
         channel = f"{redis_prefix}live:1:{WALLET}"
-        await eventually(lambda: redis_client.pubsub_numsub(channel), what="a subscriber")
+
+        async def subscribed() -> int:
+            return int((await redis_client.pubsub_numsub(channel))[0][1])
+
+        await eventually(subscribed, what="a subscriber")
         await redis_client.publish(channel, b"00." + b'{"v":1}')
         await eventually(lambda: named("live_message_rejected"), what="the rejection")
         assert named("live_message_rejected")[0].levelno == logging.ERROR
         assert (await reader.next()).name == "heartbeat"  # no trades came of it
+
+
+async def test_one_pubsub_connection_per_process_whatever_the_wallets(
+    serve: Any, fake: Any, env: Any, redis_client: Any, redis_prefix: str
+) -> None:
+    instances = [await serve(**env), await serve(**env)]
+    responses, readers = [], []
+
+    async def follow(wallet: str) -> None:
+        for client in instances:
+            resp = await client.get(f"/v4/wallet/{wallet}/stream", params={"follow": "true"})
+            responses.append(resp)
+            readers.append(EventReader(resp))
+            await readers[-1].until("caught_up")
+
+    async def subscribers() -> list[dict[str, Any]]:
+        """Our instances' pub/sub connections (the ones subscribed to a channel)."""
+        return [c for c in await redis_client.client_list() if int(c.get("sub", 0)) > 0]
+
+    async def leases() -> int:
+        return len([k async for k in redis_client.scan_iter(f"{redis_prefix}live-lease:*")])
+
+    try:
+        await follow(WALLET)
+        await eventually(lambda: leases(), what="the first lease")
+        await asyncio.sleep(TTL)  # lease rounds and polls in steady state
+        connections = len(await redis_client.client_list())
+        assert [int(c["sub"]) for c in await subscribers()] == [1, 1]
+        for wallet in OTHERS:
+            await follow(wallet)
+
+        async def all_leased() -> bool:
+            return await leases() == 1 + len(OTHERS)
+
+        await eventually(all_leased, what="a lease per wallet")
+        await asyncio.sleep(TTL)
+        # One pub/sub connection per instance, subscribed to every wallet's channel; no
+        # connection more than with one wallet.
+        assert [int(c["sub"]) for c in await subscribers()] == [9, 9]
+        # (A connection per wallet would add 16. The pools may still grow by one or
+        # two while warming up: commands of the limiter and the lease rounds overlap.)
+        assert len(await redis_client.client_list()) <= connections + 2
+        # And it delivers: a trade polled by one instance reaches both.
+        landed = Landing(fake).land(1)
+        for reader in readers[:2]:
+            assert sent(await reader.until("trades")) == landed
+    finally:
+        for resp in responses:
+            resp.close()
+
+    # Followers gone: every channel unsubscribed, the connection kept for the next ones.
+    async def unsubscribed() -> bool:
+        return not await subscribers()
+
+    await eventually(unsubscribed, what="every channel unsubscribed")

@@ -31,15 +31,8 @@ async def rpc(aiohttp_server: Any) -> FakeRpc:
     return fake
 
 
-def rpc_env(fake: FakeRpc, method: str = "auto", **extra: Any) -> dict[str, Any]:
-    return {
-        "UPSTREAM": "rpc",
-        "RPC_URL": fake.url(fake.server),  # type: ignore[attr-defined]
-        "RPC_HISTORY_METHOD": method,
-        "UPSTREAM_RPS": 1000,
-        "UPSTREAM_TIMEOUT": 5,
-        **extra,
-    }
+def rpc_env(fake: FakeRpc, method: str = "auto", **extra: Any) -> dict[str, str]:
+    return fake.walletd_env(fake.server, method, **extra)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

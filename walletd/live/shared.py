@@ -1,47 +1,42 @@
 """One poller per wallet across instances (SPEC §1): a lease in Redis, batches by pub/sub.
 
-Per followed wallet, each instance runs one task: it tries to take the wallet's lease
-(SET NX PX STREAM_LEASE_TTL), and refreshes it every third of the TTL while it holds
-it. The holder polls the source and publishes each batch on the wallet's channel; every
-instance (one subscription per wallet) hands the batches it receives to its followers.
-A holder that stops releases the lease; one that crashes loses it within the TTL, and
-another instance takes over. Messages are HMAC-signed under a key derived from
-SECRET_KEY and name their wallet: one that fails the check is dropped and logged at
-ERROR (SPEC §3: nothing read back from Redis is trusted blindly). While Redis is
-unreachable each instance polls for itself: degrade, don't fail.
+Per process, whatever the number of followed wallets:
+- one pub/sub connection: each followed wallet's channel is subscribed on it, and one
+  dispatcher task hands every message to its wallet's feed;
+- one lease task: every third of STREAM_LEASE_TTL (and at once when a wallet starts),
+  one pipelined round trip refreshes the leases this instance holds and tries to take
+  the others (SET NX PX).
+Each followed wallet has a task that polls the source every FOLLOW_POLL_INTERVAL while
+this instance holds the wallet's lease, and publishes each batch on the wallet's
+channel. A holder that stops releases the lease; one that crashes loses it within the
+TTL, and another instance takes over. Messages are HMAC-signed (walletd/live/signed.py);
+one that fails the check is dropped and logged at ERROR. While Redis is unreachable each
+instance polls for itself: degrade, don't fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import uuid
-from typing import Any
 
-import orjson
 import redis.asyncio as redis
 
 from walletd.errors import DataFetchError, WalletdError
 from walletd.live.batch import LiveBatch
 from walletd.live.feed import LiveFeeds, WalletFeed
+from walletd.live.signed import FORMAT, feed_key, sign, verify
 from walletd.ops.redis import REDIS_ERRORS
-from walletd.trades.solana import is_signature
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
 # Refresh or release the lease only if it is still ours (a lapsed lease may be another's).
 _OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return "
 _REFRESH = _OURS + "redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = _OURS + "redis.call('del', KEYS[1]) end return 0"
-
-
-def feed_key(secret_key: str) -> bytes:
-    """The message-signing key: derived from SECRET_KEY, used for nothing else."""
-    return hmac.new(secret_key.encode(), b"walletd live feed v1", hashlib.sha256).digest()
+_READ_S = 1.0  # the dispatcher's read timeout (it loops; a stop cancels it)
+_RETRY_S = 0.5  # after a failed read, before the next (Redis unreachable)
 
 
 class SharedPolling:
@@ -63,43 +58,63 @@ class SharedPolling:
         self._key = feed_key(secret_key)
         self.instance = uuid.uuid4().hex
         self.holding: set[str] = set()  # wallets whose lease this instance holds
+        self.unreachable = False  # the last lease round failed: everyone polls
+        self._wallets: dict[str, WalletFeed] = {}  # followed here, by wallet
+        self._routes: dict[bytes, WalletFeed] = {}  # subscribed channels
+        self._pubsub = client.pubsub()
+        self._connected = asyncio.Event()  # the pub/sub connection exists
+        self._round = asyncio.Event()  # a wallet wants its lease round now
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, feed: WalletFeed) -> asyncio.Task[None]:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._dispatch(), name="live-dispatcher"),
+                asyncio.create_task(self._leases(), name="live-leases"),
+            ]
+        self._wallets[feed.wallet] = feed
+        self._round.set()
         return asyncio.create_task(self._run(feed), name=f"live-{feed.wallet[:8]}")
 
     async def close(self) -> None:
-        return None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def _names(self, wallet: str) -> tuple[str, str]:
-        return f"{self._prefix}live:{FORMAT}:{wallet}", f"{self._prefix}live-lease:{wallet}"
+    def _channel(self, wallet: str) -> str:
+        return f"{self._prefix}live:{FORMAT}:{wallet}"
+
+    def _lease(self, wallet: str) -> str:
+        return f"{self._prefix}live-lease:{wallet}"
 
     async def share(self, wallet: str, batch: LiveBatch) -> None:
         """Publish a batch this instance polled (best effort)."""
-        channel, _ = self._names(wallet)
+        message = sign(self._key, self.instance, wallet, batch)
         try:
-            await self._redis.publish(channel, self._sign(wallet, batch))
+            await self._redis.publish(self._channel(wallet), message)
         except REDIS_ERRORS as exc:
             log.warning("live_publish_failed", extra={"error": type(exc).__name__})
 
+    # --- per wallet: subscribe, poll while holding the lease ---
+
     async def _run(self, feed: WalletFeed) -> None:
         wallet = feed.wallet
-        channel, lease = self._names(wallet)
         loop = asyncio.get_running_loop()
         interval = self._feeds.poll_interval_s
-        pubsub = self._redis.pubsub()
-        subscribed = holder = False
-        next_lease = next_poll = loop.time()
-        next_poll += interval
+        subscribed = await self._subscribe(feed)
+        due = loop.time()
         try:
             while True:
-                now = loop.time()
-                if now >= next_lease:
-                    subscribed, holder = await self._lease(
-                        pubsub, channel, lease, subscribed, holder
-                    )
-                    next_lease = now + self._ttl_s / 3
-                if holder and now >= next_poll:
-                    next_poll = max(next_poll + interval, now)
+                due += interval
+                await asyncio.sleep(max(due - loop.time(), 0))
+                if not subscribed:
+                    subscribed = await self._subscribe(feed)
+                if wallet in self.holding or self.unreachable:
                     try:
                         await feed.poll()
                     except WalletdError as exc:
@@ -110,127 +125,99 @@ class SharedPolling:
                         log.exception("live_poll_failed")
                         feed.fail(DataFetchError(repr(exc)))
                         return
-                wake = min(next_lease, next_poll if holder else next_lease)
-                await self._receive(feed, pubsub, subscribed, max(wake - loop.time(), 0))
+                due = max(due, loop.time() - interval)  # a slow poll: no burst after
         finally:
-            self.holding.discard(wallet)
-            await asyncio.shield(self._stop(pubsub, lease, holder))
+            await asyncio.shield(self._stop(feed))
 
-    async def _lease(
-        self, pubsub: Any, channel: str, lease: str, subscribed: bool, holder: bool
-    ) -> tuple[bool, bool]:
-        """(subscribed, holder) after one round of taking or refreshing the lease; with
-        Redis unreachable, (False, True): poll for ourselves."""
-        ttl_ms = max(int(self._ttl_s * 1000), 1)
+    async def _subscribe(self, feed: WalletFeed) -> bool:
+        """Route the wallet's channel to `feed`, and subscribe to it; False while Redis
+        is unreachable (the caller tries again)."""
+        channel = self._channel(feed.wallet)
+        self._routes[channel.encode()] = feed
         try:
-            if not subscribed:
-                await pubsub.subscribe(channel)
-                subscribed = True
-            if holder:
-                holder = bool(await self._redis.eval(_REFRESH, 1, lease, self.instance, ttl_ms))
-            if not holder:
-                holder = bool(await self._redis.set(lease, self.instance, nx=True, px=ttl_ms))
+            await self._pubsub.subscribe(channel)
         except REDIS_ERRORS as exc:
-            log.warning("live_lease_unreachable", extra={"error": type(exc).__name__})
-            return False, True
-        wallet = lease.rsplit(":", 1)[-1]
-        if holder:
-            self.holding.add(wallet)
-        else:
-            self.holding.discard(wallet)
-        return subscribed, holder
+            log.warning("live_subscribe_failed", extra={"error": type(exc).__name__})
+            return False
+        self._connected.set()
+        return True
 
-    async def _receive(
-        self, feed: WalletFeed, pubsub: Any, subscribed: bool, wait_s: float
-    ) -> None:
-        """Hand the batches other instances publish to our followers until `wait_s` has
-        passed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
+    async def _stop(self, feed: WalletFeed) -> None:
+        """Unsubscribe and release the lease, unless a newer feed of the wallet took over."""
+        wallet = feed.wallet
+        channel = self._channel(wallet)
+        if self._wallets.get(wallet) is not feed:
+            return
+        del self._wallets[wallet]
+        if self._routes.get(channel.encode()) is feed:
+            del self._routes[channel.encode()]
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._pubsub.unsubscribe(channel)
+        if wallet in self.holding:
+            self.holding.discard(wallet)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._redis.eval(_RELEASE, 1, self._lease(wallet), self.instance)
+
+    # --- per process: the pub/sub dispatcher and the lease rounds ---
+
+    async def _dispatch(self) -> None:
+        """Hand every message of the pub/sub connection to its wallet's feed."""
+        await self._connected.wait()
         while True:
-            left = deadline - loop.time()
-            if not subscribed:
-                await asyncio.sleep(max(left, 0))
-                return
-            if left <= 0:
-                return
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            except REDIS_ERRORS:
-                await asyncio.sleep(max(deadline - loop.time(), 0))
-                return
-            if message is not None and isinstance(message.get("data"), bytes):
-                batch = self._verify(feed.wallet, message["data"])
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=_READ_S
+                )
+            except REDIS_ERRORS as exc:
+                log.warning("live_receive_failed", extra={"error": type(exc).__name__})
+                await asyncio.sleep(_RETRY_S)
+                continue
+            if message is None or not isinstance(data := message.get("data"), bytes):
+                continue
+            feed = self._routes.get(message.get("channel") or b"")
+            if feed is not None:
+                batch = verify(self._key, self.instance, feed.wallet, data)
                 if batch is not None:
                     feed.publish(batch)
 
-    async def _stop(self, pubsub: Any, lease: str, holder: bool) -> None:
-        with contextlib.suppress(*REDIS_ERRORS):
-            if holder:
-                await self._redis.eval(_RELEASE, 1, lease, self.instance)
-        with contextlib.suppress(*REDIS_ERRORS):
-            await pubsub.aclose()
+    async def _leases(self) -> None:
+        """Every third of the TTL, or when a wallet starts: one round for every wallet."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._ttl_s / 3):
+                    await self._round.wait()
+            self._round.clear()
+            await self._lease_round()
 
-    def _sign(self, wallet: str, batch: LiveBatch) -> bytes:
-        payload = orjson.dumps(
-            {
-                "v": FORMAT,
-                "wallet": wallet,
-                "origin": self.instance,
-                "since": batch.since,
-                "head": batch.head,
-                "scanned": batch.scanned,
-                "signatures": batch.signatures,
-                "trades": [orjson.Fragment(obj) for obj in batch.objects],
-                "positions": batch.positions,
-                "times": batch.times,
-            }
-        )
-        return hmac.new(self._key, payload, hashlib.sha256).hexdigest().encode() + b"." + payload
-
-    def _verify(self, wallet: str, message: bytes) -> LiveBatch | None:
-        """The batch in `message`, or None: our own, or one failing the checks (logged)."""
-        mac, _, payload = message.partition(b".")
-        expected = hmac.new(self._key, payload, hashlib.sha256).hexdigest().encode()
+    async def _lease_round(self) -> None:
+        """Refresh the leases we hold, try to take the others: one pipelined round trip.
+        With Redis unreachable, every wallet polls for itself until it is back."""
+        wallets = list(self._wallets)
+        if not wallets:
+            return
+        held = self.holding & set(wallets)
+        ttl_ms = max(int(self._ttl_s * 1000), 1)
+        pipe = self._redis.pipeline(transaction=False)
+        for wallet in wallets:
+            lease = self._lease(wallet)
+            if wallet in held:
+                pipe.eval(_REFRESH, 1, lease, self.instance, ttl_ms)
+            pipe.set(lease, self.instance, nx=True, px=ttl_ms)
         try:
-            if not hmac.compare_digest(mac, expected):
-                raise ValueError("bad signature")
-            data = orjson.loads(payload)
-            if data.get("v") != FORMAT or data.get("wallet") != wallet:
-                raise ValueError("another wallet or format")
-            if data.get("origin") == self.instance:
-                return None
-            return _batch(data)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.error("live_message_rejected", extra={"wallet": wallet, "detail": str(exc)})
-            return None
-
-
-def _batch(data: Any) -> LiveBatch:
-    scanned = tuple(data["scanned"])
-    signatures = tuple(data["signatures"])
-    trades = data["trades"]
-    positions = tuple(int(p) for p in data["positions"])
-    times = tuple(None if t is None else int(t) for t in data["times"])
-    since = data["since"]
-    if not scanned or not all(isinstance(s, str) and is_signature(s) for s in scanned):
-        raise ValueError("bad scanned signatures")
-    if since is not None and not (isinstance(since, str) and is_signature(since)):
-        raise ValueError("bad since")
-    counts = {len(signatures), len(trades), len(positions), len(times)}
-    if data["head"] != scanned[0] or len(counts) != 1:
-        raise ValueError("inconsistent batch")
-    for signature, trade, position in zip(signatures, trades, positions, strict=True):
-        if not 0 <= position < len(scanned) or scanned[position] != signature:
-            raise ValueError("inconsistent trade")
-        if not isinstance(trade, dict) or trade.get("signature") != signature:
-            raise ValueError("inconsistent trade")
-    return LiveBatch(
-        since=since,
-        head=scanned[0],
-        scanned=scanned,
-        signatures=signatures,
-        objects=tuple(orjson.dumps(trade) for trade in trades),
-        positions=positions,
-        times=times,
-    )
+            answers = iter(await pipe.execute())
+        except REDIS_ERRORS as exc:
+            if not self.unreachable:
+                log.warning("live_lease_unreachable", extra={"error": type(exc).__name__})
+            self.unreachable = True
+            return
+        self.unreachable = False
+        for wallet in wallets:
+            refreshed = bool(next(answers)) if wallet in held else False
+            taken = bool(next(answers))
+            if (refreshed or taken) and wallet in self._wallets:
+                self.holding.add(wallet)
+            else:
+                self.holding.discard(wallet)
+                if taken:  # the wallet stopped meanwhile: give the lease back
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        await self._redis.eval(_RELEASE, 1, self._lease(wallet), self.instance)
