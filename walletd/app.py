@@ -34,12 +34,7 @@ from walletd.appkeys import (
     STREAMS,
 )
 from walletd.auth.keys import open_keystore
-from walletd.auth.middleware import (
-    admission,
-    keystore_lifetime,
-    limits_lifetime,
-    rate_limit_headers,
-)
+from walletd.auth.middleware import keystore_lifetime, limits_lifetime
 from walletd.config import Settings
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
@@ -79,10 +74,9 @@ def create_app(
     `breaker` the upstream circuit breaker, and `clock` the monotonic clock of the
     request windows and stream caps (tests move it instead of sleeping)."""
     app = web.Application(
-        middlewares=[
-            boundary,  # request id, log context, every error rendered once, HTTP metrics
-            admission,  # oversized requests; who is calling, how often, with what scope
-        ],
+        # The only middleware: request id and log context; oversized requests, who is
+        # calling, how often, with what scope; every error rendered once; HTTP metrics.
+        middlewares=[boundary],
         handler_args=PARSER_LIMITS,
     )
     app[SETTINGS] = settings
@@ -135,8 +129,7 @@ def create_app(
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)
     app.on_shutdown.append(_drain_streams)
-    app.on_response_prepare.append(response_headers)
-    app.on_response_prepare.append(rate_limit_headers)
+    app.on_response_prepare.append(response_headers)  # security, RateLimit-*, CORS
     app.router.add_get(STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/ready", ready, name="ready")

@@ -38,14 +38,19 @@ from walletd.stream.events import (
     ErrorEvent,
     HeartbeatEvent,
     ProgressEvent,
+    Summary,
 )
+from walletd.stream.response import EventStreamResponse
 from walletd.trades.summary import TradeFacts, TradeSummary
-from walletd.upstream.history import Recording, ScannedPage
+from walletd.upstream.history import Recording
+from walletd.upstream.pages import ScannedPage
 
 log = logging.getLogger(__name__)
 
 _FINAL_WRITE_TIMEOUT_S = 5.0
 LOOKAHEAD_PAGES = 3
+# Recorded pages' frames go out in writes of this many bytes: one chunk, one syscall.
+WRITE_BATCH_BYTES = 64 * 1024
 
 
 class WalletStream:
@@ -88,7 +93,7 @@ class WalletStream:
         self.stream_id = stream_id
         record = request.get(API_KEY)
         self.key_id = None if record is None else record.id
-        self.response = web.StreamResponse(
+        self.response = EventStreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
@@ -149,7 +154,7 @@ class WalletStream:
                 "signatures_scanned": self.scanned,
                 "duration_s": round(time.monotonic() - self.started, 3),
                 "truncated": truncated,
-                "summary": self._summary(recording).to_dict(),
+                "summary": self._summary_dict(recording),
             }
             await self._event("complete", complete)
         except asyncio.CancelledError:
@@ -195,33 +200,44 @@ class WalletStream:
         size = settings.sse_batch_size
         progress = self.features.progress_events
         last_progress = time.monotonic()
-        write = self._write
         index = 0
+        pending: list[bytes] = []  # frames for one write; flushed before any wait
+        pending_bytes = 0
         while True:
             page = recording.peek(index)  # the common case: no coroutine to wait
-            if page is None and (page := await self._next_page(recording, index)) is None:
-                break
+            if page is None:
+                pending_bytes = await self._write_all(pending)
+                if (page := await self._next_page(recording, index)) is None:
+                    break
             index += 1
             count, room = len(page), self.limit - self.trades_sent
             if count >= room:  # the limit ends the stream inside this page
+                await self._write_all(pending)
                 self.partial = page.facts[:room]
                 self.scanned += page.positions[room - 1] + 1
                 for start in range(0, room, size):
                     await self._send_trades(page, start, min(start + size, room))
                 return count > room or await self._more_trades_after(recording, index)
             self.scanned += page.scanned
-            # The hot path: the page's prebuilt `trades` events, as they are (no copy). The
-            # stream's counters equal the recording's (see ScannedPage).
-            for frame, last_id, total in zip(page.frames, page.last_ids, page.totals, strict=True):
-                self.last_event_id = last_id  # before the write: see _send_trades
-                await write(frame)
-                self.batches += 1
-                self.trades_sent = total
+            # The hot path: the page's prebuilt `trades` events, with the next pages' in one
+            # write. Counters equal the recording's (ScannedPage), set before the write.
+            frames = page.frames
+            if frames:
+                pending += frames
+                pending_bytes += sum(map(len, frames))
+                self.last_event_id = page.last_ids[-1]
+                self.batches += len(frames)
+                self.trades_sent = page.totals[-1]
             self.pages_sent = index
-            now = self.last_write = time.monotonic()
+            now = time.monotonic()
             if progress and now - last_progress >= settings.sse_progress_throttle_s:
-                await self._progress("scanning", f"Scanned {self.scanned} transactions")
+                scanned = f"Scanned {self.scanned} transactions"
+                pending.append(self._progress_frame("scanning", scanned))
+                pending_bytes = WRITE_BATCH_BYTES  # goes out now
                 last_progress = now
+            if pending_bytes >= WRITE_BATCH_BYTES:
+                pending_bytes = await self._write_all(pending)
+        await self._write_all(pending)
         if self.scanned == 0 and self.cursor is None:
             raise WalletNotFound(self.wallet)
         return False
@@ -259,6 +275,11 @@ class WalletStream:
                     raise
             heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
             await self._event("heartbeat", heartbeat)
+
+    def _summary_dict(self, recording: Recording) -> Summary:
+        if not self.partial:  # the common case: whole pages, one dict for every stream
+            return recording.summary_dict(self.pages_sent)
+        return self._summary(recording).to_dict()
 
     def _summary(self, recording: Recording) -> TradeSummary:
         summary = recording.summary_of(self.pages_sent)
@@ -299,9 +320,6 @@ class WalletStream:
             frames.append(self._progress_frame("fetching", "Fetching transaction history"))
         await self._write(b"".join(frames), events=len(frames) - 1)
 
-    async def _progress(self, step: str, message: str) -> None:
-        await self._write(self._progress_frame(step, message))
-
     def _progress_frame(self, step: str, message: str) -> bytes:
         progress: ProgressEvent = {
             "step": step,
@@ -313,6 +331,13 @@ class WalletStream:
 
     async def _event(self, name: str, data: Mapping[str, object]) -> None:
         await self._write(sse.event_frame(name, data))
+
+    async def _write_all(self, frames: list[bytes]) -> int:
+        """Write `frames` (if any) as one, and empty the list; 0: the bytes pending."""
+        if frames:
+            await self._write(b"".join(frames), events=len(frames))
+            frames.clear()
+        return 0
 
     async def _write(self, frame: bytes, *, events: int = 1) -> None:
         """The one way out for a stream's bytes (SPEC §9): a frame is written as it is,

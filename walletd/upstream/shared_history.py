@@ -20,7 +20,7 @@ import orjson
 import redis.asyncio as redis
 
 from walletd.ops.redis import REDIS_ERRORS
-from walletd.upstream.history import ParsedPage
+from walletd.upstream.pages import ParsedPage
 
 log = logging.getLogger(__name__)
 
