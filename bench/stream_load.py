@@ -45,6 +45,9 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 REPO = Path(__file__).resolve().parent.parent
+# The walletd the servers run: this repository, or another tree (say `git archive` of an
+# older commit) for before/after figures from the same benchmark code.
+WALLETD_TREE = Path(os.environ.get("BENCH_WALLETD_TREE", REPO)).resolve()
 RESULTS_DIR = REPO / "bench" / "results"
 LARGE_WALLET = "GFmfk7ocGPRt19DuyGC6ezLtY1PtT6Zn1R53P169oSiL"  # ~15,400 trades
 NORMAL_WALLET = "3JoVBiQEA2QKsq7TzW5ez5jVRtbbYgTNijoZzp5qgkr2"  # 111 transactions
@@ -144,7 +147,7 @@ class Children:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 argv,
-                cwd=REPO,
+                cwd=WALLETD_TREE,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -167,7 +170,7 @@ class Children:
 
 def walletd_env(port: int, **settings: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WALLETD_TREE), env.get("PYTHONPATH")]))
     env.update(
         HOST=HOST,
         PORT=str(port),
@@ -975,6 +978,8 @@ def save_results(run: Run, rows: list[Row]) -> Path:
 
 
 def git_describe() -> str:
+    if WALLETD_TREE != REPO:
+        return f"tree {WALLETD_TREE}"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
             ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
