@@ -170,7 +170,8 @@ def section(outcomes: list[Outcome], quick: bool) -> str:
             "",
             f"### {o.label}",
             "",
-            f"`python3 bench/{' '.join(o.argv)}`: {verdict}, {o.seconds:.0f} s, "
+            f"`python3 bench/{Path(o.argv[0]).name} {' '.join(o.argv[1:])}`".replace(" `", "`")
+            + f": {verdict}, {o.seconds:.0f} s, "
             f"load {o.load_before:.2f}",
             "",
             "```",
