@@ -64,6 +64,7 @@ from bench.stream_load import (  # noqa: E402
     Exchange,
     Server,
     Usage,
+    add_loop_arg,
     execute,
     free_port,
     get_request,
@@ -608,6 +609,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a second unauthenticated walletd instead of the keyed ones: the noise floor",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 2 s")
+    add_loop_arg(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 2.0

@@ -57,6 +57,7 @@ from bench.stream_load import (  # noqa: E402
     DrainProtocol,
     Server,
     Usage,
+    add_loop_arg,
     dechunk,
     event_data,
     execute,
@@ -578,6 +579,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--py-spy", action="store_true", help="sample walletd (single streams)")
     parser.add_argument("--quick", action="store_true", help="1 round, 2,000 signatures")
+    add_loop_arg(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.signatures = 1, 2000

@@ -59,6 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scrape-interval", type=float, default=15.0, help="Prometheus-like")
     parser.add_argument("--quick", action="store_true", help="1 round, 20 streams, 3 s")
+    sl.add_loop_arg(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.streams, args.duration = 1, 20, 3.0
@@ -127,6 +128,8 @@ def rows_of(run: Run) -> list[tuple[str, str, float, float, bool | None]]:
         ("throughput", "events/s (trades/s / 100)", "trades_s", True),
         ("churn", "new streams/s", "streams_s", True),
         ("churn", "first trades p99 (ms)", "p99_ms", False),
+        ("throughput", "server CPU s per 1M trades", "cpu_s_per_mtrades", False),
+        ("churn", "server CPU per new stream (ms)", "cpu_ms_per_stream", False),
         ("throughput", "server CPU (cores)", "server_cpu", False),
         ("churn", "server CPU (cores)", "server_cpu", False),
     ):
@@ -148,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [("scenario", "metric", "instrumented", "bare", "ratio", "target", "result")]
     for scenario, metric, on, off, passed in rows:
         target = f">= {TARGET_RATIO:.0%}" if passed is not None else ""
-        ratio = "" if "CPU" in metric else f"{on / off:.0%}"
+        ratio = "" if "(cores)" in metric else f"{on / off:.0%}"
         lines.append((scenario, metric, sl.fmt(on), sl.fmt(off), ratio, target, sl.verdict(passed)))
     print(f"\nwalletd {run.commit}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     sl.print_columns(lines)
+    sl.print_saturation(run.rounds)
     logged = run.log_lines
     print(
         f"\ninstrumented: {run.scrapes} scrapes of /metrics, "

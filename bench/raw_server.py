@@ -12,6 +12,11 @@ Inputs are handed over as files (stream_load.py captures them from the running w
 
 With --heartbeat N (the idle baseline) each request instead gets the frames before the
 capture's first heartbeat, then a heartbeat frame every N seconds until the client leaves.
+
+--loop uvloop|asyncio picks the event loop, as WALLETD_LOOP does for walletd (uvloop, the
+default of both): the baseline runs the way `walletd serve` does. GET /health answers
+like walletd's, and the stream route with `?limit=x` answers a JSON 400 like walletd's
+INVALID_PARAMETER: the baselines of bench/request_load.py.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ def stream_handler(
     """Replay a wallet's frames; with `then_s`, then a heartbeat every `then_s` seconds."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        if "limit" in request.query:
+            return bad_request()
         frames = bodies.get(request.match_info["address"])
         if frames is None:
             raise web.HTTPNotFound()
@@ -78,6 +85,16 @@ def stream_handler(
 
 async def health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+def bad_request() -> web.Response:
+    """What a bare aiohttp app answers to a bad query: a JSON 400, walletd's body shape."""
+    body = {
+        "code": "INVALID_PARAMETER",
+        "error": "'limit' must be an integer from 1 to 20000",
+        "request_id": "0123456789abcdef0123456789abcdef",
+    }
+    return web.json_response(body, status=400)
 
 
 def build_app(
@@ -106,6 +123,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--body", type=body_arg, action="append", required=True)
     parser.add_argument("--headers", type=Path, help="JSON list of [name, value] pairs")
     parser.add_argument("--heartbeat", type=float, metavar="SECONDS", help="idle mode")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     return parser.parse_args(argv)
 
 
@@ -118,9 +136,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     app = build_app(bodies, headers, args.heartbeat)
     # The same serving options as walletd's cli.serve, minus its access logger (off at
     # WARNING there anyway).
+    loop = new_event_loop(args.loop)
     web.run_app(
-        app, host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None
+        app,
+        host=args.host,
+        port=args.port,
+        handler_cancellation=True,
+        access_log=None,
+        print=None,
+        loop=loop,
     )
+
+
+def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 if __name__ == "__main__":

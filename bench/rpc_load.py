@@ -48,6 +48,7 @@ from bench.stream_load import (  # noqa: E402
     HOST,
     LARGE_WALLET,
     Children,
+    add_loop_arg,
     execute,
     free_port,
     prepare_process,
@@ -169,6 +170,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--burst", type=float, default=1.0, help="the fake's bucket size")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 round, 2,000 transactions")
+    add_loop_arg(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.signatures = 1, 2000

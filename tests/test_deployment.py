@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.ci import missing
-from walletd.api.boundary import MAX_HEADER_BYTES, MAX_LINE_BYTES
 from walletd.app import create_app
 from walletd.appkeys import METRICS
+from walletd.auth.middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES
 from walletd.cli import EXIT_CONFIG, build_parser
 from walletd.config import TABLE, Settings
 from walletd.env import ConfigError

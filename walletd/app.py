@@ -35,12 +35,7 @@ from walletd.appkeys import (
     STREAMS,
 )
 from walletd.auth.keys import open_keystore
-from walletd.auth.middleware import (
-    admission,
-    keystore_lifetime,
-    limits_lifetime,
-    rate_limit_headers,
-)
+from walletd.auth.middleware import keystore_lifetime, limits_lifetime
 from walletd.config import Settings
 from walletd.errors import ServerShutdown
 from walletd.features import FeatureFlags
@@ -84,10 +79,9 @@ def create_app(
     windows and stream caps, and `wall_clock` the unix time of the demo source's live
     trades (tests move them instead of sleeping)."""
     app = web.Application(
-        middlewares=[
-            boundary,  # request id, log context, every error rendered once, HTTP metrics
-            admission,  # oversized requests; who is calling, how often, with what scope
-        ],
+        # The only middleware: request id and log context; oversized requests, who is
+        # calling, how often, with what scope; every error rendered once; HTTP metrics.
+        middlewares=[boundary],
         handler_args=PARSER_LIMITS,
     )
     app[SETTINGS] = settings
@@ -158,8 +152,7 @@ def create_app(
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)
     app.on_shutdown.append(_drain_streams)
-    app.on_response_prepare.append(response_headers)
-    app.on_response_prepare.append(rate_limit_headers)
+    app.on_response_prepare.append(response_headers)  # security, RateLimit-*, CORS
     app.router.add_get(STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/ready", ready, name="ready")

@@ -8,10 +8,12 @@ from walletd.appkeys import BREAKER, KEYSTORE, LIFECYCLE, LIMITS
 from walletd.ops.lifecycle import Phase
 from walletd.upstream.breaker import CircuitState
 
+_OK = b'{"status": "ok"}'  # json_response's bytes, encoded once
+
 
 async def health(request: web.Request) -> web.Response:
     """200 while the event loop runs: answering at all is the signal."""
-    return web.json_response({"status": "ok"})
+    return web.Response(body=_OK, content_type="application/json", charset="utf-8")
 
 
 async def ready(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 """Access control (SPEC §3): who is calling, how often, and what they may do.
 
-One middleware (after the request size checks), in this order: identify the caller (an
+Run by the one middleware (walletd/api/boundary.py), in this order: the request size
+checks, then identify the caller (an
 API key when keys are required, else the client address), count the request against the
 caller's sliding window, then check the key's scope. Counting before the scope check
 follows the SPEC: every authenticated request counts, whatever its outcome, except those
@@ -17,8 +18,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
+from multidict import CIMultiDict
 
-from walletd.api.boundary import Handler, check_request_size
 from walletd.appkeys import (
     API_KEY,
     CLIENT_IP,
@@ -31,7 +32,14 @@ from walletd.appkeys import (
 from walletd.auth.format import mask_key
 from walletd.auth.keys import KeyRecord, authenticate
 from walletd.env import IPNetwork
-from walletd.errors import AuthRequired, Forbidden, InvalidApiKey, RateLimited
+from walletd.errors import (
+    AuthRequired,
+    Forbidden,
+    InvalidApiKey,
+    RateLimited,
+    RequestLineTooLarge,
+    RequestTooLarge,
+)
 from walletd.observability.logs import api_key_var, client_ip_var
 
 log = logging.getLogger(__name__)
@@ -39,28 +47,41 @@ log = logging.getLogger(__name__)
 # Route name -> the scope a key needs for it. Unlisted routes are public.
 ROUTE_SCOPES = {"stream": "stream", "metrics": "metrics"}
 _BEARER = "bearer "
+# SPEC §5 limits. aiohttp's own parser limits sit above these (boundary.PARSER_LIMITS) so
+# that requests between the two get our typed JSON error instead of aiohttp's plain 400.
+MAX_LINE_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
 
 
-@web.middleware
-async def admission(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inside the boundary: who the client is, requests too large, then access control,
-    then the handler."""
+async def admission(request: web.Request) -> None:
+    """Before the handler: who the client is, requests too large, then access control."""
     # First, so that every line of this request names the client, refusals and the
     # access line (logs.AccessLogger reads CLIENT_IP) included.
     ip = request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
     client_ip_var.set(ip)
     check_request_size(request)
-    await admit(request)
-    return await handler(request)
-
-
-async def admit(request: web.Request) -> None:
-    """Raise unless this caller may make this request now; record who they are."""
-    ip = request[CLIENT_IP]
     scope = ROUTE_SCOPES.get(request.match_info.route.name or "")
     # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
-    if scope is None or request.method == "OPTIONS":
-        return
+    if scope is not None and request.method != "OPTIONS":
+        await admit(request, ip, scope)
+
+
+def check_request_size(request: web.Request) -> None:
+    """Refuse request lines over 8 KB (414) and header lines over 8 KB or 32 KB in all (431)."""
+    if len(request.method) + len(request.raw_path) + 10 > MAX_LINE_BYTES:
+        raise RequestLineTooLarge(f"request line of {len(request.raw_path)} bytes")
+    total = 0
+    for name, value in request.raw_headers:
+        line = len(name) + len(value) + 4
+        if line > MAX_LINE_BYTES:
+            raise RequestTooLarge(f"header line of {line} bytes")
+        total += line
+    if total > MAX_HEADER_BYTES:
+        raise RequestTooLarge(f"{total} bytes of headers")
+
+
+async def admit(request: web.Request, ip: str, scope: str) -> None:
+    """Raise unless this caller may make this request now; record who they are."""
     app = request.app
     record = None
     if app[SETTINGS].api_key_required:
@@ -144,14 +165,15 @@ def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
     return any(address in network for network in trusted)
 
 
-async def rate_limit_headers(request: web.Request, resp: web.StreamResponse) -> None:
-    """RateLimit-* on every counted response (on_response_prepare: streams included)."""
+def rate_limit_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
+    """RateLimit-* on every counted response (from the on_response_prepare hook of
+    boundary.py: streams included)."""
     verdict = request.get(VERDICT)
     if verdict is None:
         return
-    resp.headers["RateLimit-Limit"] = str(verdict.limit)
-    resp.headers["RateLimit-Remaining"] = str(verdict.remaining)
-    resp.headers["RateLimit-Reset"] = str(math.ceil(verdict.reset_s))
+    headers["RateLimit-Limit"] = str(verdict.limit)
+    headers["RateLimit-Remaining"] = str(verdict.remaining)
+    headers["RateLimit-Reset"] = str(math.ceil(verdict.reset_s))
 
 
 async def limits_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -86,9 +86,13 @@ class MemoryLease:
         self.stream_id = stream_id
 
     async def release(self) -> None:
+        self.release_now()
+
+    def release_now(self) -> bool:
         if not self._released:
             self._released = True
             self._cap.free(self.subject, self.stream_id)
+        return True
 
 
 class MemoryStreamCap:

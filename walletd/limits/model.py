@@ -30,6 +30,11 @@ class Lease(Protocol):
         """Free the slot. Idempotent; never raises (a Redis error is logged)."""
         ...
 
+    def release_now(self) -> bool:
+        """Free the slot at once when that needs no I/O (True); else False, and
+        release() must be awaited. Spares an in-memory slot the task of a shield."""
+        ...
+
 
 def stream_retry_after(lease_ttl_s: float) -> int:
     """The Retry-After of TOO_MANY_STREAMS: the lease refresh period, in whole seconds.

@@ -114,6 +114,9 @@ class RedisLease:
         self.released = True
         await self._owner.free(self)
 
+    def release_now(self) -> bool:
+        return self.released  # a held Redis slot is freed by a round trip: release()
+
 
 class RedisLimits:
     """Request window and stream leases in Redis, plus the refresher of this process's leases."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -33,6 +33,8 @@ UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # The methods walletd routes; any other a client sends is `other` (SPEC §7): a label
 # value never comes unbounded from a client.
 ROUTED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_M = TypeVar("_M", Counter, Histogram)
+
 LAG_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
@@ -153,6 +155,16 @@ class Metrics:
             registry=r,
         )
         r.register(_LiveCollector(self, live_streams, breaker, redis_fallback))
+        # Label children by label values: `labels()` validates and locks per call (a few
+        # µs of every request); the values are few (routes, statuses, reasons).
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: _M, *values: str) -> _M:
+        key = (metric, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return cast(_M, child)
 
     def watch_live(self, followers: Callable[[], float], pollers: Callable[[], float]) -> None:
         """Read the live-follow gauges from the feeds at scrape time."""
@@ -179,8 +191,8 @@ class Metrics:
         totals.trades += stream.trades_sent
         totals.bytes += stream.bytes_sent
         outcome = "error" if errored else reason  # complete, client_closed, reaped
-        self.stream_duration.labels(outcome).observe(duration_s)
-        self.streams_finished.labels(reason).inc()
+        self._child(self.stream_duration, outcome).observe(duration_s)
+        self._child(self.streams_finished, reason).inc()
         self.error_rate.record(errored)
 
     def upstream_attempt(self, endpoint: str, status: str, seconds: float) -> None:
@@ -199,7 +211,7 @@ class Metrics:
         """Count one request; `method` is any client string, folded to ROUTED_METHODS or
         `other`."""
         label = method if method in ROUTED_METHODS else "other"
-        self.http_requests.labels(route, label, str(status)).inc()
+        self._child(self.http_requests, route, label, str(status)).inc()
 
     def handler(self) -> Handler:
         return make_aiohttp_handler(self.registry)

@@ -39,6 +39,7 @@ from walletd.stream.events import (
     HeartbeatEvent,
     ProgressEvent,
 )
+from walletd.stream.response import EventStreamResponse
 from walletd.trades.summary import TradeFacts, TradeSummary
 from walletd.upstream.history import Recording
 from walletd.upstream.pages import ScannedPage
@@ -91,7 +92,7 @@ class WalletStream:
         self.stream_id = stream_id
         record = request.get(API_KEY)
         self.key_id = None if record is None else record.id
-        self.response = web.StreamResponse(
+        self.response = EventStreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
@@ -188,7 +189,9 @@ class WalletStream:
             "signatures_scanned": self.scanned,
             "duration_s": round(time.monotonic() - self.started, 3),
             "truncated": truncated,
-            "summary": self._summary(recording).to_dict(),
+            "summary": self._summary(recording).to_dict()
+            if self.partial  # else whole pages: one dict, made once for every stream
+            else recording.summary_dict(self.pages_sent),
         }
         await self._event("complete", complete)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import uuid
 
 from aiohttp import web
 
@@ -88,7 +88,7 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
             retry_after=1,
             message="The server is shutting down; retry on another instance",
         )
-    stream_id = str(uuid.uuid4())
+    stream_id = new_stream_id()
     # The caller's stream slot (TOO_MANY_STREAMS), held before prepare() and released
     # however the stream ends: complete, error, disconnect, timeout, reaper, shutdown.
     lease = await app[LIMITS].acquire_stream(request[SUBJECT], stream_id)
@@ -115,8 +115,18 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
             finally:
                 registry.discard(stream)
     finally:
-        await asyncio.shield(lease.release())  # a cancelled handler still frees its slot
+        if not lease.release_now():  # in memory: at once, with no task for a shield
+            await asyncio.shield(lease.release())  # a cancelled handler still frees its slot
     return stream.response
+
+
+def new_stream_id() -> str:
+    """A random (version 4) UUID's text, at a fifth of the cost of str(uuid.uuid4())."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 async def _check_cursor(recording: Recording) -> None:

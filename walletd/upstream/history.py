@@ -19,12 +19,15 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from walletd.errors import ServiceUnavailable
 from walletd.trades.summary import TradeSummary
 from walletd.upstream.pages import ParsedPage, ScannedPage, frame_page, parse_page
 from walletd.upstream.source import TradeSource, TxPage, page_signatures
+
+if TYPE_CHECKING:
+    from walletd.stream.events import Summary
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class Recording:
         self.readers = 0
         self.last_used = now
         self._summaries: dict[int, TradeSummary] = {}  # by page count, see summary_of
+        self._summary_dict: Summary | None = None  # of the whole history, once done
 
     @property
     def failed(self) -> bool:
@@ -97,6 +101,17 @@ class Recording:
             if self.done and pages == len(self._scanned):
                 self._summaries[pages] = summary
         return summary.copy()
+
+    def summary_dict(self, pages: int) -> Summary:
+        """summary_of(pages).to_dict(), made once for the whole history: every stream
+        that sent all of it sends the same `summary`."""
+        whole = self.done and pages == len(self._scanned)
+        if whole and self._summary_dict is not None:
+            return self._summary_dict
+        out = self.summary_of(pages).to_dict()
+        if whole:
+            self._summary_dict = out
+        return out
 
     def parsed_pages(self) -> list[ParsedPage]:
         return [ParsedPage.of(page) for page in self._scanned]
@@ -248,6 +263,15 @@ class HistoryCache:
     @contextlib.asynccontextmanager
     async def open(self, wallet: str, before: str | None) -> AsyncIterator[Recording]:
         """A recording of `wallet`'s history strictly older than `before`, held while in use."""
+        recording = self.acquire(wallet, before)
+        try:
+            yield recording
+        finally:
+            self.release(recording, wallet, before)
+
+    def acquire(self, wallet: str, before: str | None) -> Recording:
+        """open()'s first half, for callers that hold a recording without a generator
+        frame for as long as a stream lives (stream/overload.py): release() it after."""
         self._expire()
         key = (wallet, before)
         recording = self._recordings.get(key)
@@ -256,14 +280,15 @@ class HistoryCache:
             self._recordings[key] = recording
         self._recordings.move_to_end(key)
         recording.readers += 1
-        try:
-            yield recording
-        finally:
-            recording.readers -= 1
-            recording.last_used = self._clock()
-            if recording.failed and self._recordings.get(key) is recording:
-                del self._recordings[key]  # never serve a failure from the cache
-            self._expire()
+        return recording
+
+    def release(self, recording: Recording, wallet: str, before: str | None) -> None:
+        recording.readers -= 1
+        recording.last_used = self._clock()
+        key = (wallet, before)
+        if recording.failed and self._recordings.get(key) is recording:
+            del self._recordings[key]  # never serve a failure from the cache
+        self._expire()
 
     def _record(self, wallet: str, before: str | None) -> Recording:
         """A new recording: from the shared store when it has the history, else from the
