@@ -133,6 +133,21 @@ class WalletFeed:
         for sub in self.subscribers:
             sub.fail(exc)
 
+    async def poll_or_fail(self) -> bool:
+        """One poll; on a failure every follower ends (resumably) and this says False, so
+        the poller stops. Whoever polls (this process's poller, or the lease holder's)."""
+        try:
+            await self.poll()
+        except WalletdError as exc:
+            log.warning("live_poll_failed", extra={"code": exc.code, "detail": str(exc)})
+            self.fail(exc)
+            return False
+        except Exception as exc:  # a bug must still end the followers, resumably
+            log.exception("live_poll_failed")
+            self.fail(DataFetchError(repr(exc)))
+            return False
+        return True
+
     async def poll(self) -> None:
         """Ask the source for what is newer than `head`; publish it. Raises WalletdError."""
         feeds = self.feeds
@@ -224,15 +239,7 @@ class LiveFeeds:
         while True:
             due += self.poll_interval_s
             await asyncio.sleep(max(due - loop.time(), 0))
-            try:
-                await feed.poll()
-            except WalletdError as exc:
-                log.warning("live_poll_failed", extra={"code": exc.code, "detail": str(exc)})
-                feed.fail(exc)
-                return
-            except Exception as exc:
-                log.exception("live_poll_failed")
-                feed.fail(DataFetchError(repr(exc)))
+            if not await feed.poll_or_fail():
                 return
             due = max(due, loop.time() - self.poll_interval_s)  # a slow poll: no burst after
 

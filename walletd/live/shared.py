@@ -23,7 +23,6 @@ import uuid
 
 import redis.asyncio as redis
 
-from walletd.errors import DataFetchError, WalletdError
 from walletd.live.batch import LiveBatch
 from walletd.live.feed import LiveFeeds, WalletFeed
 from walletd.live.signed import FORMAT, feed_key, sign, verify
@@ -115,15 +114,7 @@ class SharedPolling:
                 if not subscribed:
                     subscribed = await self._subscribe(feed)
                 if wallet in self.holding or self.unreachable:
-                    try:
-                        await feed.poll()
-                    except WalletdError as exc:
-                        log.warning("live_poll_failed", extra={"code": exc.code})
-                        feed.fail(exc)
-                        return
-                    except Exception as exc:
-                        log.exception("live_poll_failed")
-                        feed.fail(DataFetchError(repr(exc)))
+                    if not await feed.poll_or_fail():
                         return
                 due = max(due, loop.time() - interval)  # a slow poll: no burst after
         finally:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from walletd.trades.solana import is_signature
@@ -225,6 +225,29 @@ class SignatureSource(abc.ABC):
     async def newer(self, wallet: str, since: str | None, *, verify: bool = True) -> list[TxPage]:
         return await newer_pages(self._lister.signatures, self._fetch, wallet, since, verify)
 
+    async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> TxPage:
+        """The batch's transactions in signature order. Failed ones are not fetched (they
+        are never trades) but still listed, so they count as examined; ones the upstream
+        leaves out are asked for once more, then dropped."""
+        wanted = [r["signature"] for r in records if r.get("err") is None]
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(2):
+            missing = [sig for sig in wanted if sig not in found]
+            if not missing:
+                break
+            found.update(await self._lookup(missing))
+        out: list[dict[str, Any]] = []
+        for record in records:
+            if record.get("err") is not None:
+                out.append(placeholder(record))
+            elif (tx := found.get(record["signature"])) is not None:
+                out.append(tx)
+        return self._page(out, records[-1]["signature"])
+
     @abc.abstractmethod
-    async def _fetch(self, records: Records) -> TxPage:
-        """The batch's transactions, as the adapter reads them."""
+    async def _lookup(self, signatures: list[str]) -> dict[str, dict[str, Any]]:
+        """The adapter's transactions of these signatures, by signature (absent: not found)."""
+
+    def _page(self, transactions: list[dict[str, Any]], cursor: str) -> TxPage:
+        """A page of the adapter's transactions, read by its reader."""
+        return TxPage(transactions, cursor)

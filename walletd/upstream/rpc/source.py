@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-from walletd.upstream.pipeline import SignatureSource, genuine_signature, placeholder
+from walletd.upstream.pipeline import SignatureSource, genuine_signature
 from walletd.upstream.rpc.client import RpcClient
 from walletd.upstream.rpc.reader import parse_rpc_transaction, rpc_signature
 from walletd.upstream.source import TxPage
@@ -99,24 +99,11 @@ class RpcSource(SignatureSource):
 
     # --- getSignaturesForAddress + getTransaction: SignatureSource ---
 
-    async def _fetch(self, records: Sequence[Mapping[str, Any]]) -> TxPage:
-        """The batch's transactions in signature order. Failed ones are not fetched (they
-        are never trades) but still listed, so they count as examined; ones the node does
-        not return are asked for once more, then dropped."""
-        wanted = [r["signature"] for r in records if r.get("err") is None]
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(2):
-            missing = [sig for sig in wanted if sig not in found]
-            if not missing:
-                break
-            found.update(await self._client.transactions(missing))
-        out: list[dict[str, Any]] = []
-        for record in records:
-            if record.get("err") is not None:
-                out.append(placeholder(record))
-            elif (tx := found.get(record["signature"])) is not None:
-                out.append(tx)
-        return TxPage(out, records[-1]["signature"], parse_rpc_transaction, rpc_signature)
+    async def _lookup(self, signatures: list[str]) -> dict[str, dict[str, Any]]:
+        return await self._client.transactions(signatures)
+
+    def _page(self, transactions: list[dict[str, Any]], cursor: str) -> TxPage:
+        return TxPage(transactions, cursor, parse_rpc_transaction, rpc_signature)
 
 
 def _signature(tx: Mapping[str, Any]) -> str:
