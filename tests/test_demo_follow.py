@@ -132,6 +132,11 @@ async def test_demo_page_follows_live_trades_across_cuts(
         await start_following(page, WALLET)
         assert await settled(page, "live", "error") == "live", await page.inner_text("#error")
         assert proxy.cut_done.is_set()
+        # The resumed connection's count, as the page shows it (it may trail the state).
+        await page.wait_for_function(
+            "() => document.getElementById('app').dataset.connections === '2'",
+            timeout=SETTLE_MS,
+        )
         assert await app_data(page, "connections") == "2"
         assert await row_signatures(page) == [t["signature"] for t in history]
         assert "Caught up" in await page.inner_text("#state")
