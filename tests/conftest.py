@@ -13,9 +13,12 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
 from tests import redis_server
+from tests.clocks import FakeClock
+from tests.keystores import SECRET
 from tests.support import DATA, STATIC_DEMO, UNLIMITED, ServeFn, StartLimits, make_settings
 from tests.walletd_process import Server, start
 from walletd.app import create_app
+from walletd.auth.keys import KeyHasher
 from walletd.config import Settings
 from walletd.limits import Limits
 from walletd.limits.resilient import PROBE_INTERVAL_S
@@ -23,6 +26,17 @@ from walletd.observability.logs import AccessLogger
 from walletd.ops.redis import connect
 from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.source import TradeSource
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A wall clock that stands still until the test moves it (key expiry, windows)."""
+    return FakeClock(1_700_000_000.0)
+
+
+@pytest.fixture
+def hasher() -> KeyHasher:
+    return KeyHasher(SECRET)
 
 
 # Real transactions copied from public repositories (data/README.md).

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.clocks import FakeClock
-from tests.keystores import HASHER, SECRET, SIGNER, make_file_store, make_redis_store
+from tests.keystores import HASHER, SIGNER, make_file_store, make_redis_store
 from walletd.auth.format import generate_key
 from walletd.auth.keys import SCOPES, KeyHasher, KeyNotFound, KeyStore, authenticate
 from walletd.auth.store_file import FileKeyStore
@@ -19,16 +19,6 @@ from walletd.errors import InvalidApiKey
 from walletd.ops.redis import connect
 
 DAY = 86_400.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(1_700_000_000.0)
-
-
-@pytest.fixture
-def hasher() -> KeyHasher:
-    return KeyHasher(SECRET)
 
 
 @pytest.fixture(params=["file", "redis"])

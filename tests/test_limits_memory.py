@@ -14,11 +14,6 @@ from walletd.limits.memory import MemoryRequestLimiter, MemoryStreamCap
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def limits(clock: FakeClock) -> Limits:
     limits = Limits(Settings(), clock=clock)  # SPEC defaults: 50 per 60 s, 10 streams
     await limits.start()

@@ -21,16 +21,6 @@ from walletd.auth.keys import KeyHasher, authenticate
 from walletd.errors import InvalidApiKey
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(1_700_000_000.0)
-
-
-@pytest.fixture
-def hasher() -> KeyHasher:
-    return KeyHasher(SECRET)
-
-
 async def test_file_store_holds_digests_never_keys(tmp_path: Path, hasher: KeyHasher) -> None:
     path = tmp_path / "keys.json"
     key, record = await make_file_store(path).create("a", ["stream"], None)

@@ -12,21 +12,11 @@ import pytest
 import redis.asyncio as redis
 
 from tests.clocks import FakeClock
-from tests.keystores import SECRET, make_redis_store, revoke_and_check
+from tests.keystores import make_redis_store, revoke_and_check
 from walletd.auth.format import generate_key
 from walletd.auth.keys import KeyHasher, KeyRecord, authenticate
 from walletd.auth.store_redis import RedisKeyStore
 from walletd.errors import InvalidApiKey, ServiceUnavailable
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(1_700_000_000.0)
-
-
-@pytest.fixture
-def hasher() -> KeyHasher:
-    return KeyHasher(SECRET)
 
 
 @pytest.fixture
