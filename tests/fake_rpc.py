@@ -40,7 +40,10 @@ Protocol: ``POST /`` (``?api-key=KEY`` when the fake has a key), JSON-RPC 2.0.
 * Batches: a JSON array of calls gets an array of answers (JSON-RPC 2.0 §6), at most
   ``max_batch`` calls; ``batches=False`` refuses any array with one ``-32600`` error
   (what providers that disable batches answer). Faults apply to the HTTP request, so an
-  injected error answers a whole batch with one error object.
+  injected error answers a whole batch with one error object. The rate limit counts HTTP
+  requests, or with ``meter_calls=True`` every call of a batch, as real providers meter
+  them (walletd/upstream/pacing.py cites them): a batch of N passes once a token is free
+  and the next request waits until its N calls are paid for.
 
 Data: ``add_synthetic(address, count)`` (the demo history, converted by
 tests/rpc_shapes.py), ``load_samples(folder)`` (tests/data/rpc: each real transaction in
@@ -60,7 +63,7 @@ Standalone (from the repository root)::
 
     python -m tests.fake_rpc --port 8898 --latency-ms 50 --rps 50 \\
         --synthetic GFmfk7ocGPRt19DuyGC6ezLtY1PtT6Zn1R53P169oSiL=10000 \\
-        [--samples tests/data/rpc] [--key KEY] [--no-gtfa] [--no-batches]
+        [--samples tests/data/rpc] [--key KEY] [--no-gtfa] [--no-batches] [--meter-calls]
 
 then ``RPC_URL=http://127.0.0.1:8898`` (``/?api-key=KEY`` with ``--key``).
 """
@@ -181,6 +184,7 @@ class FakeRpc:
         batches: bool = True,
         max_batch: int = MAX_BATCH,
         unknown_cursor: str = "error",
+        meter_calls: bool = False,
         clock: Clock = time.monotonic,
     ) -> None:
         if unknown_cursor not in ("error", "empty"):
@@ -188,6 +192,7 @@ class FakeRpc:
         self.api_key = api_key
         self.gtfa, self.batches, self.max_batch = gtfa, batches, max_batch
         self.unknown_cursor = unknown_cursor
+        self.meter_calls = meter_calls
         self.clock = clock
         self.faults = EndpointFaults()
         self.log: list[RpcLogEntry] = []
@@ -289,7 +294,8 @@ class FakeRpc:
             if self.api_key is not None and request.query.get("api-key") != self.api_key:
                 entry.fault = "auth"
                 return self._finish(entry, _response(401, {"error": "invalid api key"}))
-            wait = self.faults.limiter.take() if self.faults.limiter is not None else None
+            cost = len(entry.calls) if self.meter_calls and entry.calls else 1
+            wait = self.faults.limiter.take(cost) if self.faults.limiter is not None else None
             if wait is not None:
                 entry.fault = "rate_limit"
                 body = _error(RATE_LIMITED_CODE, "Too many requests", entry.rpc_id)
@@ -609,6 +615,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-gtfa", action="store_true", help="getTransactionsForAddress: -32601")
     parser.add_argument("--no-batches", action="store_true", help="refuse JSON-RPC batches")
     parser.add_argument(
+        "--meter-calls", action="store_true", help="rate-limit every call of a batch"
+    )
+    parser.add_argument(
         "--synthetic",
         action="append",
         default=[],
@@ -621,7 +630,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    fake = FakeRpc(args.key, gtfa=not args.no_gtfa, batches=not args.no_batches)
+    fake = FakeRpc(
+        args.key, gtfa=not args.no_gtfa, batches=not args.no_batches, meter_calls=args.meter_calls
+    )
     if args.samples is not None:
         fake.load_samples(args.samples)
     for address, count in args.synthetic:

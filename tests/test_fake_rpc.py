@@ -228,6 +228,22 @@ async def test_rate_limit_answers_429_with_retry_after(
     assert [e.fault for e in fake.log] == [None, "rate_limit", None]
 
 
+@pytest.mark.parametrize("meter_calls", [False, True])
+async def test_metered_calls_make_a_batch_cost_each_of_its_calls(
+    fake: FakeRpc, url: str, session: aiohttp.ClientSession, meter_calls: bool
+) -> None:
+    fake.meter_calls = meter_calls
+    fake.faults.limiter = TokenBucket(10, 1, clock=fake.clock)
+    sigs = [e.signature for e in fake.histories[WALLET].entries[:5]]
+    batch = [call("getTransaction", sig, FULL, rpc_id=n) for n, sig in enumerate(sigs)]
+    assert (await post(session, url, batch))[0] == 200  # a batch goes once a token is free
+    fake.clock.now += 0.1  # type: ignore[attr-defined]
+    status, _ = await post(session, url, call("getSignaturesForAddress", WALLET))
+    assert status == (429 if meter_calls else 200)
+    fake.clock.now += 0.4  # type: ignore[attr-defined]
+    assert (await post(session, url, call("getSignaturesForAddress", WALLET)))[0] == 200
+
+
 @pytest.mark.parametrize("code", [-32005, -32603, -32601, -32020])
 async def test_injected_rpc_error_inside_http_200(
     fake: FakeRpc, url: str, session: aiohttp.ClientSession, code: int
