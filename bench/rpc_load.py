@@ -113,7 +113,8 @@ async def one_method(run: Run, provider: Provider, method: str) -> None:
     print(f"{method}: {args.rounds} streams of {args.signatures:,} transactions", flush=True)
     for _ in range(args.rounds):
         mark = len(provider.fake.log)
-        async with asyncio.timeout(STREAM_TIMEOUT_S):
+        # Up to one metered call per transaction: the signatures path needs minutes.
+        async with asyncio.timeout(STREAM_TIMEOUT_S + 2 * args.signatures / args.rps):
             timed = await timed_stream(walletd.port, stream_path(args.wallet), keep=True)
         trades = verify(timed, args.signatures)
         if run.trades and trades != run.trades:

@@ -1,12 +1,21 @@
 """The `rpc` trade source: a wallet's history from standard Solana JSON-RPC (SPEC §4).
 
 Two ways, chosen by RPC_HISTORY_METHOD:
-- gtfa: getTransactionsForAddress pages of 100 full transactions, chained by their
-  paginationToken (each page needs the previous one's token, so the next page is asked
-  for as soon as a page arrives, while walletd parses it). Failed transactions stay in
-  the pages and are read as no trade: every upstream then cuts the history into the same
-  pages of 100 transactions, so `trades` events and `signatures_scanned` agree byte for
-  byte whatever the upstream, and a stream resumes on any of them.
+- gtfa: getTransactionsForAddress. The first page (100 full transactions) is asked for at
+  once, so first trades come after one round trip. Chaining the rest by paginationToken
+  would cost a round trip per page whatever the rate limit, so the rest is listed instead
+  (transactionDetails "signatures", 1000 records a call, from the first page's last slot
+  down), cut into pages of 100, and each page asked for by the slot range it spans with
+  status "succeeded", several at once (paced and capped by the client), yielded in order.
+  These filters are documented by Helius (https://www.helius.dev/docs/rpc/gettransactionsforaddress)
+  and QuickNode (https://www.quicknode.com/docs/solana/getTransactionsForAddress). A slot
+  may hold transactions of two pages: the range answer is trimmed to the page's listed
+  signatures, and one holding more than 100 continues by its token. Failed transactions
+  are never downloaded after the first page but still listed (a stand-in, read as no
+  trade): every upstream cuts the history into the same pages of 100 transactions, so
+  `trades` events and `signatures_scanned` agree byte for byte whatever the upstream,
+  and a stream resumes on any of them. A first page whose last entry has no genuine
+  signature and slot continues by the token chain instead.
 - signatures: getSignaturesForAddress pages of 1000 and getTransaction batches of 100,
   pipelined as for Helius (upstream/pipeline.py); failed transactions are never fetched.
 `auto` tries gtfa and, on "method not found" (-32601), uses signatures from then on in
@@ -146,11 +155,15 @@ class RpcSource(SignatureSource):
         wanted = {r["signature"] for r in listed if r.get("err") is None}
         found: dict[str, dict[str, Any]] = {}
         slots = [r["slot"] for r in listed]
+        oldest, newest = min(slots, default=0), max(slots, default=0)
         token: str | None = None
         while wanted - found.keys():
             data, token = await self._client.transactions_for_address(
-                wallet, token, slots=(min(slots), max(slots))
+                wallet, token, slots=(oldest, newest)
             )
+            if any(not oldest <= (_slot(tx.get("slot")) or -1) <= newest for tx in data):
+                # A provider that ignored the filter would page through the whole history.
+                raise DataFetchError("gtfa: a slot range answered outside its range")
             for tx in data:
                 if (signature := rpc_signature(tx)) in wanted:
                     found[str(signature)] = tx
