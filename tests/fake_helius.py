@@ -269,13 +269,17 @@ class TokenBucket:
         self._tokens = self.burst
         self._at = clock()
 
-    def take(self) -> float | None:
-        """Spend a token and return None, or return the seconds until one is free."""
+    def take(self, cost: int = 1) -> float | None:
+        """Spend `cost` tokens and return None, or return the seconds until one is free.
+
+        A request costing more than one token (a metered JSON-RPC batch) is let through
+        once a token is free and leaves the bucket in debt: what follows waits until
+        every call of it is paid for, `cost / rate` seconds."""
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if self._tokens >= 1:
-            self._tokens -= 1
+            self._tokens -= cost
             return None
         return (1 - self._tokens) / self.rate
 

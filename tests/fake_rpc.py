@@ -21,9 +21,12 @@ Protocol: ``POST /`` (``?api-key=KEY`` when the fake has a key), JSON-RPC 2.0.
   common bound), ``paginationToken`` (opaque; Helius documents the format
   ``"slot:position"``, the fake uses ``"<slot>:<position in the history>"``),
   ``encoding``, ``maxSupportedTransactionVersion``, ``commitment``, and ``filters``
-  (``status``: ``succeeded`` / ``failed`` / ``any`` is applied; ``slot``, ``blockTime``,
-  ``signature`` ranges and ``tokenAccounts`` are accepted and ignored: the histories
-  served here already hold what the wallet's token accounts touched). The result is
+  applied as Helius documents them: ``status`` (``succeeded`` / ``failed`` / ``any``),
+  ``slot`` ranges (``gte``, ``gt``, ``lte``, ``lt``), ``blockTime`` ranges (those and
+  ``eq``), ``tokenAccounts`` (``none`` / ``balanceChanged`` / ``all``, all alike: the
+  histories served here already hold what the wallet's token accounts touched); a
+  ``signature`` range is refused (-32602): no provider documents its ordering. A page
+  carries a token only when another entry matches. The result is
   ``{"data": [...], "paginationToken": token or null}``; a ``full`` entry is the
   getTransaction result plus ``transactionIndex``, a ``signatures`` entry is
   ``{signature, slot, transactionIndex, err, memo, blockTime, confirmationStatus}``.
@@ -40,7 +43,10 @@ Protocol: ``POST /`` (``?api-key=KEY`` when the fake has a key), JSON-RPC 2.0.
 * Batches: a JSON array of calls gets an array of answers (JSON-RPC 2.0 §6), at most
   ``max_batch`` calls; ``batches=False`` refuses any array with one ``-32600`` error
   (what providers that disable batches answer). Faults apply to the HTTP request, so an
-  injected error answers a whole batch with one error object.
+  injected error answers a whole batch with one error object. The rate limit counts HTTP
+  requests, or with ``meter_calls=True`` every call of a batch, as real providers meter
+  them (walletd/upstream/pacing.py cites them): a batch of N passes once a token is free
+  and the next request waits until its N calls are paid for.
 
 Data: ``add_synthetic(address, count)`` (the demo history, converted by
 tests/rpc_shapes.py), ``load_samples(folder)`` (tests/data/rpc: each real transaction in
@@ -60,7 +66,7 @@ Standalone (from the repository root)::
 
     python -m tests.fake_rpc --port 8898 --latency-ms 50 --rps 50 \\
         --synthetic GFmfk7ocGPRt19DuyGC6ezLtY1PtT6Zn1R53P169oSiL=10000 \\
-        [--samples tests/data/rpc] [--key KEY] [--no-gtfa] [--no-batches]
+        [--samples tests/data/rpc] [--key KEY] [--no-gtfa] [--no-batches] [--meter-calls]
 
 then ``RPC_URL=http://127.0.0.1:8898`` (``/?api-key=KEY`` with ``--key``).
 """
@@ -72,6 +78,7 @@ import asyncio
 import base64
 import json
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -144,6 +151,7 @@ class RpcLogEntry:
     limit: int | None = None
     pagination_token: str | None = None
     details: str | None = None  # gTFA transactionDetails
+    filters: dict[str, Any] | None = None  # gTFA filters
     returned: int | None = None
     status: int | None = None
     fault: str | None = None
@@ -181,6 +189,7 @@ class FakeRpc:
         batches: bool = True,
         max_batch: int = MAX_BATCH,
         unknown_cursor: str = "error",
+        meter_calls: bool = False,
         clock: Clock = time.monotonic,
     ) -> None:
         if unknown_cursor not in ("error", "empty"):
@@ -188,6 +197,7 @@ class FakeRpc:
         self.api_key = api_key
         self.gtfa, self.batches, self.max_batch = gtfa, batches, max_batch
         self.unknown_cursor = unknown_cursor
+        self.meter_calls = meter_calls
         self.clock = clock
         self.faults = EndpointFaults()
         self.log: list[RpcLogEntry] = []
@@ -289,7 +299,8 @@ class FakeRpc:
             if self.api_key is not None and request.query.get("api-key") != self.api_key:
                 entry.fault = "auth"
                 return self._finish(entry, _response(401, {"error": "invalid api key"}))
-            wait = self.faults.limiter.take() if self.faults.limiter is not None else None
+            cost = len(entry.calls) if self.meter_calls and entry.calls else 1
+            wait = self.faults.limiter.take(cost) if self.faults.limiter is not None else None
             if wait is not None:
                 entry.fault = "rate_limit"
                 body = _error(RATE_LIMITED_CODE, "Too many requests", entry.rpc_id)
@@ -439,9 +450,7 @@ class FakeRpc:
         order = config.get("sortOrder", "desc")
         if order not in ("asc", "desc"):
             raise RpcError(-32602, "Invalid params: sortOrder")
-        status = (config.get("filters") or {}).get("status", "any")
-        if status not in ("succeeded", "failed", "any"):
-            raise RpcError(-32602, "Invalid params: filters.status")
+        keep = _gtfa_filter(config.get("filters") or {})
         positions = list(range(len(history.entries)))
         if order == "asc":
             positions.reverse()
@@ -449,13 +458,9 @@ class FakeRpc:
         if token is not None:
             after = _token_position(token, history)
             positions = positions[positions.index(after) + 1 :]
-        chosen: list[int] = []
-        for position in positions:
-            entry = history.entries[position]
-            if status == "any" or (entry.err is None) == (status == "succeeded"):
-                chosen.append(position)
-            if len(chosen) == limit:
-                break
+        # One more than the limit: a token only when another entry matches.
+        chosen = [p for p in positions if keep(history.entries[p])][: limit + 1]
+        more, chosen = len(chosen) > limit, chosen[:limit]
         data = []
         for position in chosen:
             entry = history.entries[position]
@@ -465,9 +470,8 @@ class FakeRpc:
                 data.append({**tx, "transactionIndex": entry.index})
             else:
                 data.append({**_signature_info(entry), "transactionIndex": entry.index})
-        last = chosen[-1] if chosen else None
-        more = last is not None and positions.index(last) < len(positions) - 1
-        next_token = f"{history.entries[last].slot}:{last}" if more and last is not None else None
+        last = history.entries[chosen[-1]] if chosen else None
+        next_token = f"{last.slot}:{chosen[-1]}" if more and last is not None else None
         return {"data": data, "paginationToken": next_token}
 
     # --- standalone ---
@@ -515,6 +519,59 @@ def _limit(config: Mapping[str, Any], most: int) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= most:
         raise RpcError(-32602, f"Invalid limit; max {most}")
     return limit
+
+
+_COMPARISONS: dict[str, Callable[[int, int], bool]] = {
+    "gte": operator.ge,
+    "gt": operator.gt,
+    "lte": operator.le,
+    "lt": operator.lt,
+}
+_STATUSES = ("succeeded", "failed", "any")
+_TOKEN_ACCOUNTS = ("none", "balanceChanged", "all")
+
+
+def _gtfa_filter(filters: Any) -> Callable[[_Entry], bool]:
+    """gTFA's `filters`, as Helius documents them: `slot` (gte/gt/lte/lt) and `blockTime`
+    (those and eq) ranges, `status`, `tokenAccounts`. The histories here already hold what
+    the wallet's token accounts touched, so every `tokenAccounts` value selects the same."""
+    if not isinstance(filters, dict):
+        raise RpcError(-32602, "Invalid params: filters")
+    if "signature" in filters:  # its ordering is not documented: not guessed here
+        raise RpcError(-32602, "Invalid params: filters.signature is not supported")
+    status = filters.get("status", "any")
+    if status not in _STATUSES:
+        raise RpcError(-32602, "Invalid params: filters.status")
+    if filters.get("tokenAccounts", "none") not in _TOKEN_ACCOUNTS:
+        raise RpcError(-32602, "Invalid params: filters.tokenAccounts")
+    bounds = [
+        *_bounds(filters, "slot", _COMPARISONS),
+        *_bounds(filters, "blockTime", {**_COMPARISONS, "eq": operator.eq}),
+    ]
+
+    def keep(entry: _Entry) -> bool:
+        if status != "any" and (entry.err is None) != (status == "succeeded"):
+            return False
+        for field_name, compare, value in bounds:
+            own = entry.slot if field_name == "slot" else entry.block_time
+            if own is None or not compare(own, value):
+                return False
+        return True
+
+    return keep
+
+
+def _bounds(
+    filters: Mapping[str, Any], name: str, comparisons: Mapping[str, Callable[[int, int], bool]]
+) -> list[tuple[str, Callable[[int, int], bool], int]]:
+    given = filters.get(name)
+    if given is None:
+        return []
+    if not isinstance(given, dict) or not given or not set(given) <= set(comparisons):
+        raise RpcError(-32602, f"Invalid params: filters.{name}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in given.values()):
+        raise RpcError(-32602, f"Invalid params: filters.{name}")
+    return [(name, comparisons[op], value) for op, value in given.items()]
 
 
 def _token_position(token: Any, history: _History) -> int:
@@ -574,6 +631,8 @@ def _describe(entry: RpcLogEntry, message: Any) -> None:
     ):
         value = config.get(name)
         setattr(entry, attr, value if isinstance(value, str) else None)
+    filters = config.get("filters")
+    entry.filters = filters if isinstance(filters, dict) else None
     limit = config.get("limit")
     entry.limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
 
@@ -609,6 +668,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-gtfa", action="store_true", help="getTransactionsForAddress: -32601")
     parser.add_argument("--no-batches", action="store_true", help="refuse JSON-RPC batches")
     parser.add_argument(
+        "--meter-calls", action="store_true", help="rate-limit every call of a batch"
+    )
+    parser.add_argument(
         "--synthetic",
         action="append",
         default=[],
@@ -621,7 +683,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    fake = FakeRpc(args.key, gtfa=not args.no_gtfa, batches=not args.no_batches)
+    fake = FakeRpc(
+        args.key, gtfa=not args.no_gtfa, batches=not args.no_batches, meter_calls=args.meter_calls
+    )
     if args.samples is not None:
         fake.load_samples(args.samples)
     for address, count in args.synthetic:

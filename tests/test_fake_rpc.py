@@ -112,6 +112,45 @@ async def test_gtfa_limits_signatures_order_and_status(
     assert body["error"]["code"] == -32602
 
 
+async def test_gtfa_filters_slot_and_block_time_ranges_and_status_as_documented(
+    fake: FakeRpc, url: str, session: aiohttp.ClientSession
+) -> None:
+    entries = fake.histories[WALLET].entries
+
+    async def gtfa(**config: Any) -> Any:
+        _, body = await post(session, url, call("getTransactionsForAddress", WALLET, config))
+        return body
+
+    top, bottom = entries[10].slot, entries[60].slot
+    slots = {"gte": bottom, "lte": top}
+    page = (await gtfa(limit=1000, filters={"slot": slots, "status": "succeeded"}))["result"]
+    expected = [e for e in entries if bottom <= e.slot <= top and e.err is None]
+    assert [d["signature"] for d in page["data"]] == [e.signature for e in expected]
+    assert page["paginationToken"] is None  # nothing else matches
+    # A filtered page continues by its token, still filtered, and ends without one.
+    seen, token = [], None
+    while True:
+        config = {**FULL, "limit": 7, "filters": {"slot": {"gt": bottom, "lt": top}}}
+        result = (await gtfa(**config, paginationToken=token))["result"]
+        seen += [tx["transaction"]["signatures"][0] for tx in result["data"]]
+        if (token := result["paginationToken"]) is None:
+            break
+    assert seen == [e.signature for e in entries if bottom < e.slot < top]
+    when = entries[3].block_time
+    page = (await gtfa(limit=1000, filters={"blockTime": {"eq": when}}))["result"]
+    assert {d["signature"] for d in page["data"]} == {
+        e.signature for e in entries if e.block_time == when
+    }
+    for bad in (
+        {"slot": {"ge": 1}},
+        {"slot": {"gte": "1"}},
+        {"slot": {"eq": 1}},
+        {"tokenAccounts": "some"},
+        {"signature": {"lt": entries[0].signature}},
+    ):
+        assert (await gtfa(filters=bad))["error"]["code"] == -32602
+
+
 async def test_signature_pages_by_before_and_stop_at_until(
     fake: FakeRpc, url: str, session: aiohttp.ClientSession
 ) -> None:
@@ -226,6 +265,22 @@ async def test_rate_limit_answers_429_with_retry_after(
     fake.clock.now += 1  # type: ignore[attr-defined]
     assert (await post(session, url, call("getSignaturesForAddress", WALLET)))[0] == 200
     assert [e.fault for e in fake.log] == [None, "rate_limit", None]
+
+
+@pytest.mark.parametrize("meter_calls", [False, True])
+async def test_metered_calls_make_a_batch_cost_each_of_its_calls(
+    fake: FakeRpc, url: str, session: aiohttp.ClientSession, meter_calls: bool
+) -> None:
+    fake.meter_calls = meter_calls
+    fake.faults.limiter = TokenBucket(10, 1, clock=fake.clock)
+    sigs = [e.signature for e in fake.histories[WALLET].entries[:5]]
+    batch = [call("getTransaction", sig, FULL, rpc_id=n) for n, sig in enumerate(sigs)]
+    assert (await post(session, url, batch))[0] == 200  # a batch goes once a token is free
+    fake.clock.now += 0.1  # type: ignore[attr-defined]
+    status, _ = await post(session, url, call("getSignaturesForAddress", WALLET))
+    assert status == (429 if meter_calls else 200)
+    fake.clock.now += 0.4  # type: ignore[attr-defined]
+    assert (await post(session, url, call("getSignaturesForAddress", WALLET)))[0] == 200
 
 
 @pytest.mark.parametrize("code", [-32005, -32603, -32601, -32020])

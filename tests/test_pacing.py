@@ -42,6 +42,17 @@ async def test_idle_time_is_not_banked_into_a_burst():
     assert t.now - first == pytest.approx(0.5 * MARGIN)
 
 
+async def test_a_batch_goes_at_once_and_reserves_one_interval_per_call():
+    """Providers meter every call of a JSON-RPC batch: the request after a batch of N
+    waits N intervals, and the batch itself is not held back."""
+    t = FakeTime()
+    pacer = Pacer(10, clock=t.clock, sleep=t.sleep)
+    starts = []
+    for calls in (1, 25, 1, 3, 1):
+        starts.append(await pacer.wait(calls))
+    assert starts == pytest.approx([100 + n * 0.1 * MARGIN for n in (0, 1, 26, 27, 30)])
+
+
 async def test_concurrent_callers_get_distinct_slots_in_order():
     started: list[tuple[int, float]] = []
     loop = asyncio.get_running_loop()

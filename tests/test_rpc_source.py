@@ -4,6 +4,7 @@ Helius upstream on the same synthetic histories, resumed anywhere, on either ups
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -111,13 +112,62 @@ async def test_resume_from_every_cut_point_is_identical_on_every_upstream(serve,
 # --- the two paths and the fallbacks ----------------------------------------------------
 
 
-async def test_gtfa_pages_of_100_chain_by_token_with_token_accounts_asked(serve, rpc):
+async def test_gtfa_lists_then_asks_pages_by_slot_range_with_token_accounts_asked(serve, rpc):
     client = await serve(**rpc_env(rpc, "auto"))
     await body(client, BIG)
     calls = rpc.calls("getTransactionsForAddress")
-    assert len(calls) == 25 and not rpc.calls("getSignaturesForAddress")
-    assert [c.limit for c in calls] == [100] * 25 and calls[0].details == "full"
-    assert [c.pagination_token is None for c in calls] == [True] + [False] * 24
+    assert not rpc.calls("getSignaturesForAddress")
+    first, *rest = calls
+    assert (first.details, first.limit, first.pagination_token) == ("full", 100, None)
+    assert first.filters == {"tokenAccounts": "balanceChanged"}
+    listing = [c for c in rest if c.details == "signatures"]
+    assert [c.limit for c in listing] == [1000] * 3  # 2400 records after the first page
+    assert all(c.filters["slot"] == {"lte": rpc.histories[BIG].entries[99].slot} for c in listing)
+    ranges = [c for c in rest if c.details == "full"]
+    assert len(ranges) == 24 and all(c.pagination_token is None for c in ranges)
+    for page, call in enumerate(ranges, start=1):
+        entries = rpc.histories[BIG].entries[100 * page : 100 * page + 100]
+        slots = {"gte": entries[-1].slot, "lte": entries[0].slot}
+        assert call.filters == {
+            "slot": slots,
+            "status": "succeeded",
+            "tokenAccounts": "balanceChanged",
+        }
+    # Failed transactions are never downloaded after the first page.
+    downloaded = sum(c.returned or 0 for c in ranges)
+    assert downloaded == sum(1 for e in rpc.histories[BIG].entries[100:] if e.err is None)
+
+
+def crowded_slots(txs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`txs` (newest first) moved into few slots: runs of 1 to 250 transactions of the
+    wallet share a slot, across page (100) and listing (1000) boundaries alike."""
+    sizes = itertools.cycle([1, 3, 37, 250, 2, 61, 150, 5, 99])
+    out: list[dict[str, Any]] = []
+    slot = 400_000_000
+    while len(out) < len(txs):
+        out += [{**tx, "slot": slot} for tx in txs[len(out) : len(out) + next(sizes)]]
+        slot -= 1
+    return out
+
+
+async def test_gtfa_ranges_give_the_same_trades_with_crowded_slots(serve, aiohttp_server):
+    source = FakeRpc()
+    source.add_synthetic(BIG, 2500)
+    txs = [source.transaction(e.signature) for e in source.histories[BIG].entries]
+    fake = FakeRpc()
+    fake.add_history(BIG, crowded_slots([tx for tx in txs if tx is not None]))
+    fake.server = await aiohttp_server(fake.app())  # type: ignore[attr-defined]
+    gtfa = await body(await serve(**rpc_env(fake, "gtfa")), BIG)
+    signatures = await body(await serve(**rpc_env(fake, "signatures")), BIG)
+    assert len(trades_events(gtfa)) > 20
+    assert trades_events(gtfa) == trades_events(signatures)
+    done = parse(gtfa).events[-1]
+    assert done.data == {**parse(signatures).events[-1].data, "duration_s": ANY}
+    assert done.data["signatures_scanned"] == 2500
+    ranges = [
+        c for c in fake.calls("getTransactionsForAddress") if c.filters and "status" in c.filters
+    ]
+    assert any(c.pagination_token for c in ranges)  # a range that outgrew a page, continued
 
 
 async def test_first_trades_go_out_before_the_history_is_listed(serve, rpc):

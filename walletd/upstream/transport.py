@@ -151,7 +151,8 @@ class UpstreamTransport:
         pacer = self._pacers[endpoint]
         async with self._slots:
             # Paced once a slot is ours: the start we reserve is then the one we keep.
-            started = await pacer.wait()
+            # A JSON-RPC batch is charged its calls, as providers meter it (pacing.py).
+            started = await pacer.wait(len(body) if isinstance(body, list) else 1)
             sent = time.monotonic()
             try:
                 async with self._session().post(

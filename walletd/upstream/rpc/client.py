@@ -35,8 +35,10 @@ from walletd.upstream.transport import (
 log = logging.getLogger(__name__)
 
 GTFA_PAGE = 100  # full transactions per gTFA page: the limit every provider documents
+GTFA_LISTING = 1000  # signature records per gTFA page (transactionDetails "signatures")
 TRANSACTIONS_BATCH = 100  # getTransaction calls per JSON-RPC batch
 ENDPOINTS = ("gtfa", "signatures", "transaction")
+GtfaPage = tuple[list[dict[str, Any]], str | None]  # entries and the next page's token
 # What every getTransaction-shaped result is asked for in.
 _TX_CONFIG = {"encoding": "jsonParsed", "maxSupportedTransactionVersion": 0}
 
@@ -73,23 +75,40 @@ class RpcClient:
         return self._transport.waiting_to_retry
 
     async def transactions_for_address(
-        self, address: str, token: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One gTFA page: up to 100 full transactions (jsonParsed), newest first, failed
-        ones included, and the token of the next page (None at the end).
+        self, address: str, token: str | None, *, slots: tuple[int, int] | None = None
+    ) -> GtfaPage:
+        """One gTFA page: up to 100 full transactions (jsonParsed), newest first, and the
+        token of the next page (None at the end). Failed ones are included, so a page
+        holds the same 100 transactions on every upstream (rpc/source.py); with `slots`
+        (oldest, newest, both included) only that range's succeeded ones are asked for.
 
         Raises RequestRefused (-32601) when the provider lacks the method.
         """
-        config: dict[str, Any] = {
-            "transactionDetails": "full",
+        config: dict[str, Any] = {"transactionDetails": "full", "limit": GTFA_PAGE, **_TX_CONFIG}
+        filters: dict[str, Any] = {}
+        if slots is not None:
+            # Documented by Helius (rpc/gettransactionsforaddress): slot ranges with
+            # gte/gt/lte/lt, and status "succeeded" so failed ones are not downloaded.
+            filters = {"slot": {"gte": slots[0], "lte": slots[1]}, "status": "succeeded"}
+        return await self._gtfa(address, token, config, filters)
+
+    async def listing_for_address(
+        self, address: str, token: str | None, *, newest_slot: int
+    ) -> GtfaPage:
+        """One gTFA page of up to 1000 signature records (signature, slot, err...), newest
+        first, from slot `newest_slot` down: what range pages are cut from (rpc/source.py)."""
+        config = {"transactionDetails": "signatures", "limit": GTFA_LISTING}
+        return await self._gtfa(address, token, config, {"slot": {"lte": newest_slot}})
+
+    async def _gtfa(
+        self, address: str, token: str | None, config: dict[str, Any], filters: dict[str, Any]
+    ) -> GtfaPage:
+        config = {
+            **config,
             "sortOrder": "desc",
-            "limit": GTFA_PAGE,
-            **_TX_CONFIG,
             "commitment": "finalized",
             # Explicit: the default leaves out transfers into the wallet's token accounts.
-            # No `status` filter: failed transactions stay in the pages (read as no trade)
-            # so a page holds the same 100 transactions on every upstream (rpc/source.py).
-            "filters": {"tokenAccounts": "balanceChanged"},
+            "filters": {**filters, "tokenAccounts": "balanceChanged"},
         }
         if token is not None:
             config["paginationToken"] = token
@@ -98,7 +117,7 @@ class RpcClient:
         following = result.get("paginationToken") if isinstance(result, dict) else None
         if not isinstance(data, list) or not (following is None or isinstance(following, str)):
             raise DataFetchError("gtfa: result without a data list and pagination token")
-        return [tx for tx in data if isinstance(tx, dict)], following
+        return [entry for entry in data if isinstance(entry, dict)], following
 
     async def signatures(
         self,

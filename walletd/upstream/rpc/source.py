@@ -1,12 +1,21 @@
 """The `rpc` trade source: a wallet's history from standard Solana JSON-RPC (SPEC §4).
 
 Two ways, chosen by RPC_HISTORY_METHOD:
-- gtfa: getTransactionsForAddress pages of 100 full transactions, chained by their
-  paginationToken (each page needs the previous one's token, so the next page is asked
-  for as soon as a page arrives, while walletd parses it). Failed transactions stay in
-  the pages and are read as no trade: every upstream then cuts the history into the same
-  pages of 100 transactions, so `trades` events and `signatures_scanned` agree byte for
-  byte whatever the upstream, and a stream resumes on any of them.
+- gtfa: getTransactionsForAddress. The first page (100 full transactions) is asked for at
+  once, so first trades come after one round trip. Chaining the rest by paginationToken
+  would cost a round trip per page whatever the rate limit, so the rest is listed instead
+  (transactionDetails "signatures", 1000 records a call, from the first page's last slot
+  down), cut into pages of 100, and each page asked for by the slot range it spans with
+  status "succeeded", several at once (paced and capped by the client), yielded in order.
+  These filters are documented by Helius (https://www.helius.dev/docs/rpc/gettransactionsforaddress)
+  and QuickNode (https://www.quicknode.com/docs/solana/getTransactionsForAddress). A slot
+  may hold transactions of two pages: the range answer is trimmed to the page's listed
+  signatures, and one holding more than 100 continues by its token. Failed transactions
+  are never downloaded after the first page but still listed (a stand-in, read as no
+  trade): every upstream cuts the history into the same pages of 100 transactions, so
+  `trades` events and `signatures_scanned` agree byte for byte whatever the upstream,
+  and a stream resumes on any of them. A first page whose last entry has no genuine
+  signature and slot continues by the token chain instead.
 - signatures: getSignaturesForAddress pages of 1000 and getTransaction batches of 100,
   pipelined as for Helius (upstream/pipeline.py); failed transactions are never fetched.
 `auto` tries gtfa and, on "method not found" (-32601), uses signatures from then on in
@@ -24,8 +33,17 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-from walletd.upstream.pipeline import SignatureSource, genuine_signature
-from walletd.upstream.rpc.client import RpcClient
+from walletd.errors import DataFetchError
+from walletd.trades.solana import is_signature
+from walletd.upstream.pipeline import (
+    BATCH,
+    Records,
+    SignatureSource,
+    genuine_signature,
+    pipelined,
+    placeholder,
+)
+from walletd.upstream.rpc.client import GtfaPage, RpcClient
 from walletd.upstream.rpc.reader import parse_rpc_transaction, rpc_signature
 from walletd.upstream.source import TxPage
 from walletd.upstream.transport import METHOD_NOT_FOUND, RequestRefused
@@ -33,7 +51,6 @@ from walletd.upstream.transport import METHOD_NOT_FOUND, RequestRefused
 log = logging.getLogger(__name__)
 
 HISTORY_METHODS = ("auto", "gtfa", "signatures")
-Page = tuple[list[dict[str, Any]], str | None]
 
 
 class RpcSource(SignatureSource):
@@ -67,35 +84,99 @@ class RpcSource(SignatureSource):
     # --- getTransactionsForAddress ---
 
     async def _gtfa_pages(self, wallet: str) -> AsyncGenerator[TxPage, None]:
-        cursor: str | None = None
+        try:
+            data, token = await self._client.transactions_for_address(wallet, None)
+        except RequestRefused as exc:
+            if exc.rpc_code != METHOD_NOT_FOUND or self._method != "auto":
+                raise
+            self.gtfa = False  # for the rest of this process
+            log.warning("rpc_gtfa_unavailable", extra={"fallback": "signatures"})
+            async for page in self._signature_pages(wallet, None):
+                yield page
+            return
+        self.gtfa = True
+        first = _gtfa_page(data)
+        anchor = _anchor(data[-1]) if data and token is not None else None
+        if anchor is None:  # the whole history, or a last entry no range can start from
+            rest = self._gtfa_chain(wallet, token if data else None)
+        else:  # listed at once, while the first page is read
+            listing = asyncio.create_task(
+                self._client.listing_for_address(wallet, None, newest_slot=anchor[1])
+            )
+            rest = self._gtfa_ranges(wallet, listing, anchor)
+        try:
+            if first is not None:
+                yield first
+            async for page in rest:
+                yield page
+        finally:
+            await rest.aclose()
+
+    async def _gtfa_chain(self, wallet: str, token: str | None) -> AsyncGenerator[TxPage, None]:
+        """Pages after `token`, each asked for as soon as the previous one arrives."""
         ask = self._client.transactions_for_address
-        following: asyncio.Task[Page] | None = asyncio.create_task(ask(wallet, None))
+        following = asyncio.create_task(ask(wallet, token)) if token is not None else None
         try:
             while following is not None:
-                try:
-                    data, token = await following
-                except RequestRefused as exc:
-                    following = None
-                    if exc.rpc_code != METHOD_NOT_FOUND or self._method != "auto":
-                        raise
-                    self.gtfa = False  # for the rest of this process
-                    log.warning("rpc_gtfa_unavailable", extra={"fallback": "signatures"})
-                    async for page in self._signature_pages(wallet, cursor):
-                        yield page
-                    return
-                self.gtfa = True
+                data, token = await following
                 following = None
                 if token is not None and data:
                     following = asyncio.create_task(ask(wallet, token))
-                transactions = [tx for n, tx in enumerate(data) if _valid(tx, n)]
-                if transactions:
-                    cursor = _signature(transactions[-1])
-                    yield TxPage(transactions, cursor, parse_rpc_transaction, rpc_signature)
+                if (page := _gtfa_page(data)) is not None:
+                    yield page
         finally:
-            if following is not None:
-                following.cancel()
-                with contextlib.suppress(BaseException):
-                    await following
+            await _cancel(following)
+
+    async def _gtfa_ranges(
+        self, wallet: str, listing: asyncio.Task[GtfaPage], anchor: tuple[str, int]
+    ) -> AsyncGenerator[TxPage, None]:
+        """The pages after the first, cut from the listing, fetched by slot range in
+        parallel (paced and capped by the client) and yielded in order."""
+        pages = pipelined(
+            _listed_batches(self._client, wallet, listing, anchor),
+            lambda records: self._range_page(wallet, records),
+            waiting_to_retry=lambda: self._client.waiting_to_retry,
+            lookahead=self._lookahead,
+            max_lookahead=self._max_lookahead,
+        )
+        try:
+            async for page in pages:
+                if page.transactions:
+                    yield page
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
+
+    async def _range_page(self, wallet: str, records: Records) -> TxPage:
+        """The page of these listed records: their succeeded transactions asked for by
+        the slot range they span (a range may hold other transactions of the wallet at
+        its ends, and more than a page: its token continues it), failed ones stood in for.
+        """
+        listed = [r for position, r in enumerate(records) if _listed(r, position)]
+        wanted = {r["signature"] for r in listed if r.get("err") is None}
+        found: dict[str, dict[str, Any]] = {}
+        slots = [r["slot"] for r in listed]
+        oldest, newest = min(slots, default=0), max(slots, default=0)
+        token: str | None = None
+        while wanted - found.keys():
+            data, token = await self._client.transactions_for_address(
+                wallet, token, slots=(oldest, newest)
+            )
+            if any(not oldest <= (_slot(tx.get("slot")) or -1) <= newest for tx in data):
+                # A provider that ignored the filter would page through the whole history.
+                raise DataFetchError("gtfa: a slot range answered outside its range")
+            for tx in data:
+                if (signature := rpc_signature(tx)) in wanted:
+                    found[str(signature)] = tx
+            if token is None or not data:
+                break
+        if missing := len(wanted - found.keys()):
+            log.warning("rpc_gtfa_range_incomplete", extra={"missing": missing})
+        out = [
+            placeholder(r) if r.get("err") is not None else found[r["signature"]]
+            for r in listed
+            if r.get("err") is not None or r["signature"] in found
+        ]
+        return TxPage(out, listed[-1]["signature"] if listed else None, *_READ)
 
     # --- getSignaturesForAddress + getTransaction: SignatureSource ---
 
@@ -103,17 +184,82 @@ class RpcSource(SignatureSource):
         return await self._client.transactions(signatures)
 
     def _page(self, transactions: list[dict[str, Any]], cursor: str) -> TxPage:
-        return TxPage(transactions, cursor, parse_rpc_transaction, rpc_signature)
+        return TxPage(transactions, cursor, *_READ)
 
 
-def _signature(tx: Mapping[str, Any]) -> str:
-    return str(tx["transaction"]["signatures"][0])
+_READ = (parse_rpc_transaction, rpc_signature)
+
+
+def _gtfa_page(data: Records) -> TxPage | None:
+    """A page of full gTFA entries, those with a genuine signature; None if none has."""
+    transactions = [tx for position, tx in enumerate(data) if _valid(tx, position)]
+    if not transactions:
+        return None
+    return TxPage(transactions, str(rpc_signature(transactions[-1])), *_READ)
 
 
 def _valid(tx: Mapping[str, Any], position: int) -> bool:
     """A gTFA entry is used only if its first signature is base58 of 64 bytes."""
+    return genuine_signature(rpc_signature(tx), position)
+
+
+def _slot(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _anchor(tx: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(signature, slot) of a page's last entry, where the listing of the rest starts;
+    None when either is not genuine."""
+    signature, slot = rpc_signature(tx), _slot(tx.get("slot"))
+    if not isinstance(signature, str) or not is_signature(signature) or slot is None:
+        return None
+    return signature, slot
+
+
+def _listed(record: Mapping[str, Any], position: int) -> bool:
+    """A listed record is used only with a genuine signature and a slot."""
+    if _slot(record.get("slot")) is None:
+        log.warning("untrusted_slot", extra={"position": position})
+        return False
+    return genuine_signature(record.get("signature"), position)
+
+
+async def _listed_batches(
+    client: RpcClient, wallet: str, listing: asyncio.Task[GtfaPage], anchor: tuple[str, int]
+) -> AsyncGenerator[Records, None]:
+    """The listed records after the anchor (the first page's last transaction), in
+    batches of 100 as they come: the same pages as gTFA's own of 100, whose ends they
+    are. Each listing page is asked for as soon as the previous one arrives."""
+    cursor: str | None = anchor[0]
+    newest_slot = anchor[1]
+    batch: Records = []
+    task: asyncio.Task[GtfaPage] | None = listing
     try:
-        signature = tx["transaction"]["signatures"][0]
-    except (KeyError, IndexError, TypeError):
-        signature = None
-    return genuine_signature(signature, position)
+        while task is not None:
+            records, token = await task
+            task = None
+            if token is not None and records:
+                task = asyncio.create_task(
+                    client.listing_for_address(wallet, token, newest_slot=newest_slot)
+                )
+            if cursor is not None:  # still within the first page's transactions
+                signatures = [r.get("signature") for r in records]
+                if cursor in signatures:
+                    records, cursor = records[signatures.index(cursor) + 1 :], None
+                else:
+                    records = []
+            batch += records
+            while len(batch) >= BATCH or (task is None and batch):
+                yield batch[:BATCH]
+                batch = batch[BATCH:]
+        if cursor is not None:
+            raise DataFetchError("gtfa: the listing lacks the first page's last transaction")
+    finally:
+        await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
