@@ -6,8 +6,12 @@ import asyncio
 import itertools
 
 import pytest
+from aiohttp import web
 
+from tests.support import make_settings
+from walletd.upstream.breaker import CircuitBreaker
 from walletd.upstream.pacing import MARGIN, MAX_SLOWDOWN, RECOVERY_CALLS, Pacer
+from walletd.upstream.transport import UpstreamTransport
 
 
 class FakeTime:
@@ -131,3 +135,62 @@ async def test_refusals_of_calls_paced_at_the_old_rate_halve_it_once():
 def test_rps_must_be_positive():
     with pytest.raises(ValueError):
         Pacer(0)
+
+
+async def test_the_next_turn_counts_from_the_previous_send():
+    """A send that slips after its turn (the loop ran other tasks) pushes the next turn
+    back: the provider sees the sends, not the turns."""
+    t = FakeTime()
+    pacer = Pacer(10, clock=t.clock, sleep=t.sleep)
+    async with pacer.turn() as first:
+        t.now += 0.07  # other tasks ran before this request went out
+        first.sent()
+        sent_at = t.now
+    assert await pacer.wait() == pytest.approx(sent_at + 0.1 * MARGIN)
+
+
+async def test_a_turn_never_sent_is_handed_on_after_the_hold_limit():
+    """A connect that hangs must not stall the endpoint's other calls."""
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(1000, hold_max_s=0.05)
+    hung = asyncio.Event()
+
+    async def hanging() -> None:
+        async with pacer.turn():
+            hung.set()
+            await asyncio.Event().wait()  # never sent
+
+    task = asyncio.create_task(hanging())
+    await hung.wait()
+    asked = loop.time()
+    await pacer.wait()
+    assert 0.04 <= loop.time() - asked < 1.0
+    task.cancel()
+
+
+async def test_the_transport_hands_the_turn_on_when_the_request_is_sent(aiohttp_server):
+    """Through a real server answering after 300 ms: the second request arrives one
+    interval after the first, not after the first's answer."""
+    arrivals: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def slow(request: web.Request) -> web.Response:
+        arrivals.append(loop.time())
+        await asyncio.sleep(0.3)
+        return web.json_response({"jsonrpc": "2.0", "id": 1, "result": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/", slow)
+    server = await aiohttp_server(app)
+    transport = UpstreamTransport(
+        make_settings(UPSTREAM_CONCURRENCY=2),
+        breaker=CircuitBreaker(),
+        pacers={"rpc": Pacer(20, hold_max_s=5.0)},
+    )
+    url = str(server.make_url("/"))
+    try:
+        await asyncio.gather(*(transport.post("rpc", url, {"n": n}) for n in range(2)))
+    finally:
+        await transport.close()
+    gap = arrivals[1] - arrivals[0]
+    assert 0.05 * MARGIN - 0.005 <= gap < 0.25

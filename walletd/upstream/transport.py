@@ -25,7 +25,7 @@ from walletd.config import Settings
 from walletd.errors import DataFetchError, UnknownEventId
 from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 from walletd.upstream.breaker import CircuitBreaker
-from walletd.upstream.pacing import Pacer
+from walletd.upstream.pacing import Pacer, Turn
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,20 @@ _REFUSALS = frozenset({METHOD_NOT_FOUND, INVALID_REQUEST})
 AttemptHook = Callable[[str, str, float], None]
 # Checks a decoded reply inside the attempt: raising UpstreamFailure retries it.
 ReplyCheck = Callable[[Any], None]
+
+
+async def _request_sent(
+    _session: aiohttp.ClientSession, context: Any, _params: aiohttp.TraceRequestChunkSentParams
+) -> None:
+    """The body's first chunk is on the wire: the pacer's next turn may come (pacing.py)."""
+    turn = context.trace_request_ctx
+    if isinstance(turn, Turn):
+        turn.sent()
+
+
+_SENT_TRACE = aiohttp.TraceConfig()
+_SENT_TRACE.on_request_chunk_sent.append(_request_sent)
+_SENT_TRACE.freeze()
 
 
 class RequestRefused(DataFetchError):
@@ -132,7 +146,7 @@ class UpstreamTransport:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession(raise_for_status=False)
+            self._http = aiohttp.ClientSession(raise_for_status=False, trace_configs=[_SENT_TRACE])
         return self._http
 
     def _observe(self, endpoint: str, outcome: str, sent: float) -> None:
@@ -152,18 +166,24 @@ class UpstreamTransport:
         async with self._slots:
             # Paced once a slot is ours: the start we reserve is then the one we keep.
             # A JSON-RPC batch is charged its calls, as providers meter it (pacing.py).
-            started = await pacer.wait(len(body) if isinstance(body, list) else 1)
-            sent = time.monotonic()
-            try:
-                async with self._session().post(
-                    url, params=self._params, json=body, timeout=self._timeout
-                ) as resp:
-                    payload = await resp.read()
-                    status, retry_after = resp.status, resp.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                outcome = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
-                self._observe(endpoint, outcome, sent)
-                raise UpstreamFailure(f"{type(exc).__name__}", retryable=True) from exc
+            # The next turn waits for this request's bytes to be sent (_SENT_TRACE).
+            calls = len(body) if isinstance(body, list) else 1
+            async with pacer.turn(calls) as turn:
+                started, sent = turn.started, time.monotonic()
+                try:
+                    async with self._session().post(
+                        url,
+                        params=self._params,
+                        json=body,
+                        timeout=self._timeout,
+                        trace_request_ctx=turn,
+                    ) as resp:
+                        payload = await resp.read()
+                        status, retry_after = resp.status, resp.headers.get("Retry-After")
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    outcome = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
+                    self._observe(endpoint, outcome, sent)
+                    raise UpstreamFailure(f"{type(exc).__name__}", retryable=True) from exc
             self._observe(endpoint, str(status), sent)
         if status in (401, 403):
             log.critical("upstream_auth_rejected", extra={"endpoint": endpoint, "status": status})
