@@ -37,6 +37,13 @@ class Server:
                     return record
         raise AssertionError(f"process ended before logging {message}")
 
+    async def discard_logs(self) -> None:
+        """Read stdout to its end, dropping it: a test with many streams runs this as a
+        task so that a full pipe never blocks the child's logging."""
+        assert self.proc.stdout is not None
+        while await self.proc.stdout.read(65536):
+            pass
+
 
 def walletd(*args: str, env: dict[str, str], **kwargs: Any) -> Any:
     """`python -m walletd ARGS` as a child process (a coroutine giving the Process)."""
