@@ -143,9 +143,10 @@ async def test_two_processes_one_poller_and_a_killed_holder_loses_nothing(
             killed = time.monotonic()
             landing.land(2)
 
-            async def took_over() -> float | None:
+            async def took_over() -> float:
+                """When the survivor was seen holding the lease (0: not yet)."""
                 held = await metric(http, survivor, "walletdoctor_live_leases")
-                return time.monotonic() if held == 1 else None
+                return time.monotonic() if held == 1 else 0.0
 
             takeover = asyncio.create_task(
                 eventually(took_over, within_s=TTL * 3, every_s=0.05, what="a takeover")

@@ -194,11 +194,12 @@ async def test_live_follow_histograms_resolve_the_50_ms_target(serve):
         clock.advance(10)
         await reader.until("trades")
 
-        async def delivered() -> Scrape | None:
+        async def delivered() -> bool:
             m = await scrape(client)
-            return m if m.value("walletdoctor_live_delivery_seconds_count") == 1 else None
+            return m.value("walletdoctor_live_delivery_seconds_count") == 1
 
-        m = await eventually(delivered, what="the delivery observed")
+        await eventually(delivered, what="the delivery observed")
+        m = await scrape(client)
     assert m.value("walletdoctor_live_followers") == 1
     assert m.value("walletdoctor_live_pollers") == 1
     assert m.value("walletdoctor_live_leases") == 0  # no Redis: no lease

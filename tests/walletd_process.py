@@ -64,7 +64,12 @@ async def start(**env: str) -> Server:
         stdout=asyncio.subprocess.PIPE,
     )
     server = Server(proc, port)
-    await server.log_line("server_started")
+    try:
+        await server.log_line("server_started")
+    except BaseException:
+        proc.kill()  # not started: nobody else would stop it
+        await proc.wait()
+        raise
     return server
 
 
