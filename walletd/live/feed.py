@@ -30,6 +30,7 @@ from walletd.upstream.source import TradeSource
 log = logging.getLogger(__name__)
 
 RECENT_BATCHES = 32  # remembered per wallet, replayed to followers that start behind
+CATCH_UPS = 8  # followers' catch-ups remembered per wallet, by where they start
 BACKLOG = 256  # batches a follower may have queued before it is ended as too slow
 
 
@@ -92,6 +93,7 @@ class WalletFeed:
         self.head: str | None = None
         self.started = False  # `head` is set (by the first follower, then by batches)
         self.recent: deque[LiveBatch] = deque(maxlen=RECENT_BATCHES)
+        self.catch_ups: dict[str | None, LiveBatch] = {}
         self.subscribers: set[Subscription] = set()
         self.task: asyncio.Task[None] | None = None
 
@@ -111,7 +113,28 @@ class WalletFeed:
         return sub, behind
 
     def _after(self, position: str | None) -> list[LiveBatch] | None:
-        """The remembered batches from the one starting at `position`, if unbroken."""
+        """The remembered batches from `position` to the head, if unbroken: polled ones,
+        or a follower's catch-up from `position` and the polled ones after it."""
+        polled = self._polled_after(position)
+        jump = self.catch_ups.get(position)
+        if polled is not None or jump is None:
+            return polled
+        if jump.head == self.head:
+            return [jump]
+        rest = self._polled_after(jump.head)
+        return None if rest is None else [jump, *rest]
+
+    def remember(self, catch_up: LiveBatch) -> None:
+        """A follower's catch-up, for the next followers starting where it started: many
+        followers of a wallet start from one cached history's head, and fetching what
+        is newer than it once for all keeps a ramp's upstream calls per wallet."""
+        self.catch_ups.pop(catch_up.since, None)
+        self.catch_ups[catch_up.since] = catch_up
+        if len(self.catch_ups) > CATCH_UPS:
+            del self.catch_ups[next(iter(self.catch_ups))]
+
+    def _polled_after(self, position: str | None) -> list[LiveBatch] | None:
+        """The polled batches from the one starting at `position`, if unbroken."""
         recent = list(self.recent)
         for start, batch in enumerate(recent):
             if batch.since == position:

@@ -202,6 +202,8 @@ class FollowStream(WalletStream):
         batch = build_batch(pages, self.wallet, self.position)
         if batch is None:
             return
+        if self.subscription is not None:
+            self.subscription.feed.remember(batch)
         chosen = self._fresh(batch, None)
         if self.position is not None:
             self.covered.add(self.position)
