@@ -73,6 +73,10 @@ class Subscription:
     async def wait(self) -> None:
         await self._wake.wait()
 
+    def nudge(self) -> None:
+        """Wake the follower with nothing queued (its heartbeat is due)."""
+        self._wake.set()
+
 
 class Coordinator(Protocol):
     """Who polls a wallet when several instances follow it (shared.py)."""
