@@ -30,7 +30,8 @@ from walletd.upstream.source import TradeSource
 log = logging.getLogger(__name__)
 
 RECENT_BATCHES = 32  # remembered per wallet, replayed to followers that start behind
-CATCH_UPS = 8  # followers' catch-ups remembered per wallet, by where they start
+CATCH_UPS = 4  # followers' catch-ups remembered per wallet, by where they start
+CATCH_UP_SIZE = 1000  # signatures at most in a remembered catch-up (bounded memory)
 BACKLOG = 256  # batches a follower may have queued before it is ended as too slow
 
 
@@ -132,6 +133,8 @@ class WalletFeed:
         """A follower's catch-up, for the next followers starting where it started: many
         followers of a wallet start from one cached history's head, and fetching what
         is newer than it once for all keeps a ramp's upstream calls per wallet."""
+        if len(catch_up.scanned) > CATCH_UP_SIZE:
+            return
         self.catch_ups.pop(catch_up.since, None)
         self.catch_ups[catch_up.since] = catch_up
         if len(self.catch_ups) > CATCH_UPS:
