@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fake_helius import RPC, FakeHelius
-from tests.follow_scaffold import FOLLOW_ENV, POLL, URL, Landing, trade_signatures
+from tests.fake_helius import FakeHelius
+from tests.follow_scaffold import FOLLOW_ENV, POLL, URL, Landing, helius_polls, trade_signatures
 from tests.sse_client import EventReader
 from tests.support import UNLIMITED, WALLET
 from tests.waiting import eventually
@@ -83,11 +83,6 @@ async def metric(http: aiohttp.ClientSession, server: Server, name: str) -> floa
     return next(s.value for s in samples if s.name == name)
 
 
-def polls(fake: FakeHelius) -> int:
-    """getSignaturesForAddress calls with `until`: live polls (and catch-ups)."""
-    return sum(1 for e in fake.calls(RPC) if e.until is not None)
-
-
 @pytest.fixture
 async def fake(aiohttp_server: Any) -> Any:
     fake = FakeHelius(synthetic={WALLET: 30})
@@ -128,11 +123,11 @@ async def test_two_processes_one_poller_and_a_killed_holder_loses_nothing(
                 await metric(http, s, "walletdoctor_live_poll_seconds_count")
                 for s in (holder, survivor)
             ]
-            before, started = polls(fake), time.monotonic()
+            before, started = helius_polls(fake), time.monotonic()
             landed = landing.land(1)
             await asyncio.gather(*(f.until_received(landed) for f in followers))
             await asyncio.sleep(1.0)  # a measurement window: count the polls made in it
-            made, elapsed = polls(fake) - before, time.monotonic() - started
+            made, elapsed = helius_polls(fake) - before, time.monotonic() - started
             assert made <= elapsed / POLL + 2, f"{made} polls in {elapsed:.2f} s"
             assert await metric(http, survivor, "walletdoctor_live_poll_seconds_count") == polled[1]
             assert await metric(http, holder, "walletdoctor_live_poll_seconds_count") > polled[0]
@@ -156,8 +151,9 @@ async def test_two_processes_one_poller_and_a_killed_holder_loses_nothing(
             orphans = [f for f in followers if f.server is holder]
             await asyncio.gather(*(f.drain() for f in orphans))
             await asyncio.gather(*(f.connect(survivor) for f in orphans[::2]))
-            # Within the TTL, plus a lease round (a third of it) and a scrape.
-            assert await takeover - killed <= TTL * 4 / 3 + 0.2
+            # Within the TTL, plus a lease round (a third of it) and scrapes (slack for a
+            # loaded machine).
+            assert await takeover - killed <= TTL * 4 / 3 + 0.5
             await asyncio.gather(*(f.connect(survivor) for f in orphans[1::2]))
             landing.land(3)
             every_trade = trade_signatures(fake, parse_transaction)
