@@ -13,6 +13,12 @@ Inputs are handed over as files (stream_load.py captures them from the running w
 With --heartbeat N (the idle baseline) each request instead gets the frames before the
 capture's first heartbeat, then a heartbeat frame every N seconds until the client leaves.
 
+With --live FILE (the live-follow baseline of bench/follow_load.py) each request gets its
+body (walletd's follow stream up to `caught_up`), then the frame in FILE (a live `trades`
+event walletd wrote) every --live-every seconds until the client leaves: one ticker per
+wallet wakes that wallet's streams, as walletd's poller wakes its followers, the
+wallets' tickers spread over the period.
+
 --loop uvloop|asyncio picks the event loop, as WALLETD_LOOP does for walletd (uvloop, the
 default of both): the baseline runs the way `walletd serve` does. GET /health answers
 like walletd's, and the stream route with `?limit=x` answers a JSON 400 like walletd's
@@ -25,7 +31,7 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -57,15 +63,40 @@ def heartbeat_frame() -> bytes:
     return b'event: heartbeat\ndata: {"timestamp":%d}\n\n' % int(time.time())
 
 
+class Ticker:
+    """Wakes every stream of one wallet each `every_s` seconds, from `phase_s` on."""
+
+    def __init__(self, every_s: float, phase_s: float) -> None:
+        self.every_s, self.phase_s = every_s, phase_s
+        self._tick = asyncio.Event()
+
+    async def wait(self) -> None:
+        await self._tick.wait()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.phase_s
+        while True:
+            await asyncio.sleep(max(due - loop.time(), 0))
+            due += self.every_s
+            tick, self._tick = self._tick, asyncio.Event()
+            tick.set()
+
+
 def stream_handler(
-    bodies: dict[str, list[bytes]], headers: list[tuple[str, str]], then_s: float | None
+    bodies: dict[str, list[bytes]],
+    headers: list[tuple[str, str]],
+    then_s: float | None,
+    live: tuple[bytes, dict[str, Ticker]] | None = None,
 ) -> Handler:
-    """Replay a wallet's frames; with `then_s`, then a heartbeat every `then_s` seconds."""
+    """Replay a wallet's frames; with `then_s`, then a heartbeat every `then_s` seconds;
+    with `live`, then its frame at each tick of the wallet's ticker."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if "limit" in request.query:
             return bad_request()
-        frames = bodies.get(request.match_info["address"])
+        address = request.match_info["address"]
+        frames = bodies.get(address)
         if frames is None:
             raise web.HTTPNotFound()
         resp = web.StreamResponse(headers=headers)
@@ -76,6 +107,11 @@ def stream_handler(
             while then_s is not None:
                 await asyncio.sleep(then_s)
                 await resp.write(heartbeat_frame())
+            if live is not None:
+                frame, tickers = live
+                while True:
+                    await tickers[address].wait()
+                    await resp.write(frame)
         except ConnectionResetError:
             pass  # the client left, as walletd's streams do
         return resp
@@ -98,12 +134,30 @@ def bad_request() -> web.Response:
 
 
 def build_app(
-    bodies: dict[str, list[bytes]], headers: list[tuple[str, str]], heartbeat_s: float | None
+    bodies: dict[str, list[bytes]],
+    headers: list[tuple[str, str]],
+    heartbeat_s: float | None,
+    live: tuple[bytes, float] | None = None,
 ) -> web.Application:
     app = web.Application()
     if heartbeat_s is not None:  # idle mode: what walletd sends before it idles, then beats
         bodies = {wallet: idle_prefix(frames) for wallet, frames in bodies.items()}
-    handler = stream_handler(bodies, headers, heartbeat_s)
+    ticking = None
+    if live is not None:
+        frame, every_s = live
+        tickers = {
+            wallet: Ticker(every_s, every_s * i / len(bodies)) for i, wallet in enumerate(bodies)
+        }
+        ticking = (frame, tickers)
+
+        async def tick(app: web.Application) -> AsyncIterator[None]:
+            tasks = [asyncio.create_task(ticker.run()) for ticker in tickers.values()]
+            yield
+            for task in tasks:
+                task.cancel()
+
+        app.cleanup_ctx.append(tick)
+    handler = stream_handler(bodies, headers, heartbeat_s, ticking)
     app.router.add_get(STREAM_ROUTE, handler, allow_head=False)
     app.router.add_get("/health", health)
     return app
@@ -124,6 +178,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--headers", type=Path, help="JSON list of [name, value] pairs")
     parser.add_argument("--heartbeat", type=float, metavar="SECONDS", help="idle mode")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--live", type=Path, help="a live frame: the live-follow mode")
+    parser.add_argument("--live-every", type=float, default=1.0, metavar="SECONDS")
     return parser.parse_args(argv)
 
 
@@ -133,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.headers is not None:
         headers = [(name, value) for name, value in json.loads(args.headers.read_text())]
     bodies = {wallet: split_frames(path.read_bytes()) for wallet, path in args.body}
-    app = build_app(bodies, headers, args.heartbeat)
+    live = None if args.live is None else (args.live.read_bytes(), args.live_every)
+    app = build_app(bodies, headers, args.heartbeat, live)
     # The same serving options as walletd's cli.serve, minus its access logger (off at
     # WARNING there anyway).
     loop = new_event_loop(args.loop)

@@ -197,11 +197,17 @@ async def start_walletd(children: Children, name: str, **settings: str) -> Serve
 
 
 async def start_raw(
-    children: Children, name: str, bodies: dict[str, Path], headers: Path, heartbeat: float = 0
+    children: Children,
+    name: str,
+    bodies: dict[str, Path],
+    headers: Path,
+    heartbeat: float = 0,
+    options: Sequence[str] = (),
 ) -> Server:
+    """raw_server.py replaying `bodies`; `options`: more of its arguments (--live...)."""
     port = free_port()
     argv = [sys.executable, str(REPO / "bench" / "raw_server.py"), "--port", str(port)]
-    argv += ["--headers", str(headers), "--loop", event_loop]
+    argv += ["--headers", str(headers), "--loop", event_loop, *options]
     for wallet, path in bodies.items():
         argv += ["--body", f"{wallet}={path}"]
     if heartbeat:

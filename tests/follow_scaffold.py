@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from tests.clocks import FakeClock
+from tests.fake_helius import RPC, FakeHelius
 from tests.sse_client import EventReader
 from tests.support import WALLET
 from tests.waiting import eventually
@@ -73,6 +74,11 @@ def trade_signatures(fake: Fake, read: TxReader) -> list[str]:
         for entry in fake.histories[WALLET].entries
         if read(fake.transaction(entry.signature), WALLET) is not None
     ]
+
+
+def helius_polls(fake: FakeHelius) -> int:
+    """getSignaturesForAddress calls with `until`: live polls (and catch-ups)."""
+    return sum(1 for e in fake.calls(RPC) if e.until is not None)
 
 
 def sent(events: list[Any]) -> list[str]:

@@ -14,6 +14,7 @@ from tests.follow_scaffold import (
     Landing,
     follow_with_cuts,
     many_followers_one_poll,
+    sent,
     trade_signatures,
 )
 from tests.sse_client import EventReader
@@ -75,3 +76,33 @@ async def test_upstream_failure_in_live_phase_ends_resumably(serve: Any, fake: A
 
     # Once the circuit lets calls through again, the resumed stream has them all.
     assert await eventually(resumed, every_s=0.1) == landed
+
+
+async def test_followers_from_an_old_cached_head_share_one_catch_up(client: Any, fake: Any) -> None:
+    """New followers whose history comes from the cache start at its head, older than
+    the feed's: the first one fetches what is newer, the others get its catch-up
+    replayed (one upstream call per wallet, not per follower), every trade once."""
+    async with client.get(URL) as resp:  # the history, cached with its head
+        cached_head = trade_signatures(fake, parse_transaction)[0]
+        assert resp.status == 200
+        await resp.read()
+    landing = Landing(fake)
+    landed = landing.land(2)
+    # A follower resuming from the newest signature starts the feed there.
+    first = await client.get(URL, params={"follow": "true"}, headers={"Last-Event-ID": landed[-1]})
+    responses = [first]
+    try:
+        await EventReader(first).until("caught_up")
+        every_trade = trade_signatures(fake, parse_transaction)
+        for _ in range(10):  # one after the other: each finds the catch-ups before it
+            responses.append(await client.get(URL, params={"follow": "true"}))
+            reader = EventReader(responses[-1])
+            await reader.until("caught_up")
+            while not set(every_trade) <= set(sent(reader.events)):
+                await reader.until("trades")
+            assert sorted(sent(reader.events)) == sorted(every_trade)
+        catch_ups = [e for e in fake.calls(RPC) if e.until == cached_head]
+        assert len(catch_ups) == 1
+    finally:
+        for resp in responses:
+            resp.close()

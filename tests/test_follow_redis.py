@@ -12,8 +12,16 @@ from typing import Any
 import base58
 import pytest
 
-from tests.fake_helius import RPC, FakeHelius, synthetic_transactions
-from tests.follow_scaffold import FOLLOW_ENV, POLL, URL, Landing, sent, trade_signatures
+from tests.fake_helius import FakeHelius, synthetic_transactions
+from tests.follow_scaffold import (
+    FOLLOW_ENV,
+    POLL,
+    URL,
+    Landing,
+    helius_polls,
+    sent,
+    trade_signatures,
+)
 from tests.sse_client import EventReader
 from tests.support import WALLET, log_messages
 from tests.waiting import eventually
@@ -57,10 +65,6 @@ def env(fake: Any, redis_url: str, redis_prefix: str) -> dict[str, Any]:
     )
 
 
-def polls(fake: FakeHelius) -> int:
-    return sum(1 for e in fake.calls(RPC) if e.until is not None)
-
-
 async def test_one_poller_across_instances_and_takeover(serve: Any, fake: Any, env: Any) -> None:
     first, second = await serve(**env), await serve(**env)
     landing = Landing(fake)
@@ -77,14 +81,14 @@ async def test_one_poller_across_instances_and_takeover(serve: Any, fake: Any, e
 
         holder = (await eventually(holders, what="a lease holder"))[0]
         assert len(holders()) == 1
-        before, started = polls(fake), asyncio.get_running_loop().time()
+        before, started = helius_polls(fake), asyncio.get_running_loop().time()
         landed = landing.land(1)
         for i, reader in enumerate(readers):
             event = (await reader.until("trades"))[-1]
             received[i] += [t["signature"] for t in event.data["trades"]]
         await asyncio.sleep(1.0)  # a window to count polls in
         elapsed = asyncio.get_running_loop().time() - started
-        assert polls(fake) - before <= elapsed / POLL + 2  # one instance polls, not two
+        assert helius_polls(fake) - before <= elapsed / POLL + 2  # one instance polls, not two
         assert received == {0: landed, 1: landed}
         # Stop the holder: the other takes over within the lease TTL, nothing is lost.
         other = 1 - holder

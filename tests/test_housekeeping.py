@@ -10,12 +10,14 @@ import socket
 import aiohttp
 import psutil
 import pytest
+from aiohttp import web
 
 from tests.fakes import ListSource, demo_pages
 from tests.sse_client import read_events
 from tests.support import WALLET
 from tests.waiting import eventually
 from walletd.appkeys import HISTORY, METRICS, STREAMS
+from walletd.observability.system_metrics import tcp_connections
 from walletd.upstream.demo import LARGE_DEMO_WALLET
 
 STREAM = "/v4/wallet/{}/stream"
@@ -108,3 +110,19 @@ async def test_a_failing_job_is_logged_and_the_others_go_on(serve, caplog, monke
     failures = [r for r in caplog.records if r.getMessage() == "housekeeping_failed"]
     assert failures and all(r.__dict__["job"] == "sweep_history" for r in failures)
     resp.close()
+
+
+async def test_tcp_connections_counts_what_psutil_counts(aiohttp_server):
+    """The open-connections gauge's count agrees with psutil's net_connections: the
+    listener and both ends of every connection."""
+    server = await aiohttp_server(web.Application())
+    opened = [await asyncio.open_connection(server.host, server.port) for _ in range(3)]
+
+    def both_seven() -> bool:
+        return tcp_connections() == len(psutil.Process().net_connections("tcp")) == 7
+
+    try:
+        await eventually(lambda: asyncio.to_thread(both_seven), what="7 sockets counted")
+    finally:
+        for _, writer in opened:
+            writer.close()

@@ -10,11 +10,13 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.clocks import FakeClock
 from tests.fake_helius import FakeHelius
 from tests.fakes import ListSource, demo_pages
 from tests.redis_server import free_port
-from tests.sse_client import parse, read_events
+from tests.sse_client import EventReader, parse, read_events
 from tests.support import WALLET
+from tests.waiting import eventually
 from walletd.appkeys import KEYSTORE, METRICS
 
 EMPTY = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # a demo address without history
@@ -179,3 +181,29 @@ async def listening_on(port: int) -> list[str]:
             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
         }
     )
+
+
+async def test_live_follow_histograms_resolve_the_50_ms_target(serve):
+    """Poll and delivery latencies in buckets fine enough around 50 ms to tell a p99
+    (bench/follow_load.py), and the live gauges of one follower without Redis."""
+    clock = FakeClock(1_800_000_000.0)
+    client = await serve(wall_clock=clock, DEMO_LIVE_INTERVAL=10, FOLLOW_POLL_INTERVAL=0.1)
+    async with client.get(STREAM.format(WALLET), params={"follow": "true"}) as resp:
+        reader = EventReader(resp)
+        await reader.until("caught_up")
+        clock.advance(10)
+        await reader.until("trades")
+
+        async def delivered() -> bool:
+            m = await scrape(client)
+            return m.value("walletdoctor_live_delivery_seconds_count") == 1
+
+        await eventually(delivered, what="the delivery observed")
+        m = await scrape(client)
+    assert m.value("walletdoctor_live_followers") == 1
+    assert m.value("walletdoctor_live_pollers") == 1
+    assert m.value("walletdoctor_live_leases") == 0  # no Redis: no lease
+    fine = ["0.01", "0.02", "0.03", "0.04", "0.05", "0.075", "0.1"]
+    for name in ("walletdoctor_live_delivery_seconds", "walletdoctor_live_poll_seconds"):
+        bounds = [s.labels["le"] for s in m.samples if s.name == f"{name}_bucket"]
+        assert [b for b in bounds if b in fine] == fine, bounds

@@ -37,6 +37,13 @@ class Server:
                     return record
         raise AssertionError(f"process ended before logging {message}")
 
+    async def discard_logs(self) -> None:
+        """Read stdout to its end, dropping it: a test with many streams runs this as a
+        task so that a full pipe never blocks the child's logging."""
+        assert self.proc.stdout is not None
+        while await self.proc.stdout.read(65536):
+            pass
+
 
 def walletd(*args: str, env: dict[str, str], **kwargs: Any) -> Any:
     """`python -m walletd ARGS` as a child process (a coroutine giving the Process)."""
@@ -57,7 +64,12 @@ async def start(**env: str) -> Server:
         stdout=asyncio.subprocess.PIPE,
     )
     server = Server(proc, port)
-    await server.log_line("server_started")
+    try:
+        await server.log_line("server_started")
+    except BaseException:
+        proc.kill()  # not started: nobody else would stop it
+        await proc.wait()
+        raise
     return server
 
 

@@ -137,8 +137,9 @@ def create_app(
         poll_interval_s=settings.follow_poll_interval_s,
         on_poll=app[METRICS].live_poll_latency.observe,
     )
+    polling: SharedPolling | None = None
     if REDIS in app and settings.secret_key:  # one poller per wallet across instances
-        app[LIVE].coordinator = SharedPolling(
+        app[LIVE].coordinator = polling = SharedPolling(
             app[REDIS],
             app[LIVE],
             prefix=settings.redis_prefix,
@@ -147,7 +148,11 @@ def create_app(
         )
     elif REDIS in app:  # unsigned messages would be trusted blindly (SPEC §3)
         log.warning("live_follow_polls_per_process", extra={"reason": "no SECRET_KEY"})
-    app[METRICS].watch_live(lambda: app[LIVE].followers, lambda: app[LIVE].feeds)
+    app[METRICS].watch_live(
+        lambda: app[LIVE].followers,
+        lambda: app[LIVE].feeds,
+        lambda: len(polling.holding) if polling is not None else 0,
+    )
     app.cleanup_ctx.append(_close_sources(owns_source=source is None))
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)

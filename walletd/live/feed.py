@@ -30,6 +30,8 @@ from walletd.upstream.source import TradeSource
 log = logging.getLogger(__name__)
 
 RECENT_BATCHES = 32  # remembered per wallet, replayed to followers that start behind
+CATCH_UPS = 4  # followers' catch-ups remembered per wallet, by where they start
+CATCH_UP_SIZE = 1000  # signatures at most in a remembered catch-up (bounded memory)
 BACKLOG = 256  # batches a follower may have queued before it is ended as too slow
 
 
@@ -72,6 +74,10 @@ class Subscription:
     async def wait(self) -> None:
         await self._wake.wait()
 
+    def nudge(self) -> None:
+        """Wake the follower with nothing queued (its heartbeat is due)."""
+        self._wake.set()
+
 
 class Coordinator(Protocol):
     """Who polls a wallet when several instances follow it (shared.py)."""
@@ -92,6 +98,7 @@ class WalletFeed:
         self.head: str | None = None
         self.started = False  # `head` is set (by the first follower, then by batches)
         self.recent: deque[LiveBatch] = deque(maxlen=RECENT_BATCHES)
+        self.catch_ups: dict[str | None, LiveBatch] = {}
         self.subscribers: set[Subscription] = set()
         self.task: asyncio.Task[None] | None = None
 
@@ -111,7 +118,30 @@ class WalletFeed:
         return sub, behind
 
     def _after(self, position: str | None) -> list[LiveBatch] | None:
-        """The remembered batches from the one starting at `position`, if unbroken."""
+        """The remembered batches from `position` to the head, if unbroken: polled ones,
+        or a follower's catch-up from `position` and the polled ones after it."""
+        polled = self._polled_after(position)
+        jump = self.catch_ups.get(position)
+        if polled is not None or jump is None:
+            return polled
+        if jump.head == self.head:
+            return [jump]
+        rest = self._polled_after(jump.head)
+        return None if rest is None else [jump, *rest]
+
+    def remember(self, catch_up: LiveBatch) -> None:
+        """A follower's catch-up, for the next followers starting where it started: many
+        followers of a wallet start from one cached history's head, and fetching what
+        is newer than it once for all keeps a ramp's upstream calls per wallet."""
+        if len(catch_up.scanned) > CATCH_UP_SIZE:
+            return
+        self.catch_ups.pop(catch_up.since, None)
+        self.catch_ups[catch_up.since] = catch_up
+        if len(self.catch_ups) > CATCH_UPS:
+            del self.catch_ups[next(iter(self.catch_ups))]
+
+    def _polled_after(self, position: str | None) -> list[LiveBatch] | None:
+        """The polled batches from the one starting at `position`, if unbroken."""
         recent = list(self.recent)
         for start, batch in enumerate(recent):
             if batch.since == position:

@@ -36,6 +36,11 @@ ROUTED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _M = TypeVar("_M", Counter, Histogram)
 
 LAG_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
+# Live polls and deliveries aim at 50 ms: buckets fine enough around it to tell a p99.
+LIVE_BUCKETS = (
+    *(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1),
+    *(0.25, 0.5, 1, 2.5, 5),
+)
 
 
 class LiveBatchTimes(Protocol):
@@ -136,10 +141,15 @@ class Metrics:
             "Wallets this process follows (one poller each)",
             registry=r,
         )
+        self.live_leases = Gauge(
+            "walletdoctor_live_leases",
+            "Followed wallets whose poller lease (REDIS_URL) this instance holds",
+            registry=r,
+        )
         self.live_poll_latency = Histogram(
             "walletdoctor_live_poll_seconds",
             "Duration of one live poll of a followed wallet (upstream round trips included)",
-            buckets=UPSTREAM_BUCKETS,
+            buckets=LIVE_BUCKETS,
             registry=r,
         )
         self.live_lag = Histogram(
@@ -151,7 +161,7 @@ class Metrics:
         self.live_write_delay = Histogram(
             "walletdoctor_live_delivery_seconds",
             "From a live batch's detection (end of its poll) to its write to a follower",
-            buckets=UPSTREAM_BUCKETS,
+            buckets=LIVE_BUCKETS,
             registry=r,
         )
         r.register(_LiveCollector(self, live_streams, breaker, redis_fallback))
@@ -166,10 +176,16 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return cast(_M, child)
 
-    def watch_live(self, followers: Callable[[], float], pollers: Callable[[], float]) -> None:
+    def watch_live(
+        self,
+        followers: Callable[[], float],
+        pollers: Callable[[], float],
+        leases: Callable[[], float],
+    ) -> None:
         """Read the live-follow gauges from the feeds at scrape time."""
         self.live_followers.set_function(followers)
         self.live_pollers.set_function(pollers)
+        self.live_leases.set_function(leases)
 
     def live_delivered(self, batch: LiveBatchTimes) -> None:
         """A live batch was written to one follower."""
