@@ -26,8 +26,10 @@ from walletd.live.feed import Subscription
 from walletd.stream import sse
 from walletd.stream.connection import WalletStream
 from walletd.stream.events import CaughtUpEvent, HeartbeatEvent
+from walletd.stream.pending import PendingWrite
 from walletd.trades.solana import is_signature
 from walletd.upstream.history import Recording
+from walletd.upstream.pages import ScannedPage
 from walletd.upstream.source import page_signatures
 
 
@@ -42,6 +44,15 @@ def follow_cursor(cursor: str | None) -> tuple[str | None, str | None]:
     if not dot and is_signature(cursor):
         return None, cursor
     raise InvalidEventId(f"bad follow cursor {cursor[:200]!r}")
+
+
+def _relabel(pending: PendingWrite, frame: bytes, last_id: str, tail: bytes) -> None:
+    """Queue a shared history frame with `tail` (`.<head>`) after its `id: <last_id>`:
+    the id line's end is known from the signature (base58, a byte a character), so the
+    frame is neither scanned nor copied here, only joined into the write."""
+    cut = 4 + len(last_id)
+    view = memoryview(frame)
+    pending.add(view[:cut], tail, view[cut:])
 
 
 class FollowStream(WalletStream):
@@ -126,11 +137,19 @@ class FollowStream(WalletStream):
         listed = [] if first is None else page_signatures(first)
         return listed[0] if listed else None
 
-    def _label(self, frame: bytes, last_id: str) -> bytes:
+    def _queue_page(self, pending: PendingWrite, page: ScannedPage) -> None:
         if self.head is None:  # pragma: no cover - trades imply a head
-            return super()._label(frame, last_id)
+            return super()._queue_page(pending, page)
+        tail = b".%s" % self.head.encode()
+        for frame, last_id in zip(page.frames, page.last_ids, strict=True):
+            _relabel(pending, frame, last_id, tail)
+        self.last_event_id = f"{page.last_ids[-1]}.{self.head}"
+
+    def _queue_frame(self, pending: PendingWrite, frame: bytes, last_id: str) -> None:
+        if self.head is None:  # pragma: no cover - trades imply a head
+            return super()._queue_frame(pending, frame, last_id)
+        _relabel(pending, frame, last_id, b".%s" % self.head.encode())
         self.last_event_id = f"{last_id}.{self.head}"
-        return b"id: %s%s" % (self.last_event_id.encode(), memoryview(frame)[4 + len(last_id) :])
 
     async def _finish(self, recording: Recording, truncated: bool) -> None:
         caught_up: CaughtUpEvent = {
