@@ -166,8 +166,8 @@ def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
 
 
 def rate_limit_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
-    """RateLimit-* on every counted response (from the on_response_prepare hook of
-    boundary.py: streams included)."""
+    """RateLimit-* on every counted response (from boundary.add_response_headers:
+    streams included)."""
     verdict = request.get(VERDICT)
     if verdict is None:
         return

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from walletd.api.boundary import add_response_headers
 from walletd.appkeys import (
     ALERTS,
     API_KEY,
@@ -139,6 +140,7 @@ class WalletStream:
         metrics.stream_started()
         end_reason = "complete"
         try:
+            add_response_headers(self.request, self.response)
             await self.response.prepare(self.request)
             # Serialized by now (sent with the first write): ~1.7 KB less per open stream.
             self.response.headers.clear()
