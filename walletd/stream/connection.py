@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from walletd.errors import (
 )
 from walletd.observability.logs import stream_id_var, wallet_var
 from walletd.stream import sse
+from walletd.stream.alarm import Alarm, T
 from walletd.stream.events import (
     CompleteEvent,
     ConnectedEvent,
@@ -58,6 +60,7 @@ class WalletStream:
     follows = False  # a follow stream (stream/follow.py) has no WALLET_NOT_FOUND
 
     __slots__ = (
+        "_alarm",
         "_reaped",
         "_stop_reason",
         "_task",
@@ -111,6 +114,7 @@ class WalletStream:
         self._stop_reason: WalletdError | None = None
         self._reaped = False
         self._task: asyncio.Task[Any] | None = None
+        self._alarm: Alarm | None = None  # its end, or while it waits, the next heartbeat
 
     def stop(self, reason: WalletdError) -> None:
         """End this stream from outside (shutdown, revocation, reaper) with `reason`."""
@@ -148,14 +152,12 @@ class WalletStream:
             # DEBUG: at INFO this third line per stream cost 5 % of new streams/s
             # (bench/instrumentation_load.py); stream_finished and the access line say it all.
             log.debug("stream_started", extra={"resumed_from": self.cursor, "limit": self.limit})
-            # stop(StreamTimeout) on a timer: asyncio.timeout's ending, one object less.
-            loop = asyncio.get_running_loop()
-            timer = loop.call_later(self.settings.sse_max_stream_duration_s, self._time_out)
+            self._alarm = Alarm(self.settings.sse_max_stream_duration_s, self._time_out)
             try:
                 truncated = await self._stream_history(recording)
                 await self._finish(recording, truncated)
             finally:
-                timer.cancel()
+                self._alarm.cancel()
         except asyncio.CancelledError:
             reason = self._stop_reason
             if reason is None:  # the client left (handler cancelled) or the server is stopping
@@ -281,21 +283,18 @@ class WalletStream:
                 return True
         return True
 
-    async def _next_page(self, recording: Recording, index: int) -> ScannedPage | None:
+    def _beating(self, waiting: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        """What `waiting()` returns, with heartbeats meanwhile (stream/alarm.py)."""
+        assert self._alarm is not None
+        return self._alarm.beating(waiting, self.settings.sse_keepalive_interval_s, self)
+
+    async def heartbeat(self) -> None:
+        heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
+        await self._event("heartbeat", heartbeat)
+
+    def _next_page(self, recording: Recording, index: int) -> Awaitable[ScannedPage | None]:
         """The next page, sending heartbeats while the source is slow."""
-        page = recording.peek(index)
-        if page is not None:
-            return page
-        while True:
-            idle_for = self.last_write + self.settings.sse_keepalive_interval_s - time.monotonic()
-            try:
-                async with asyncio.timeout(max(idle_for, 0)) as idle:
-                    return await recording.page(index)
-            except TimeoutError:
-                if not idle.expired():
-                    raise
-            heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
-            await self._event("heartbeat", heartbeat)
+        return self._beating(partial(recording.page, index))
 
     def _summary(self, recording: Recording) -> TradeSummary:
         summary = recording.summary_of(self.pages_sent)

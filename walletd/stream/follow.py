@@ -14,7 +14,6 @@ position, trades it has already sent dropped by signature.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiohttp import web
@@ -25,7 +24,7 @@ from walletd.live.batch import LiveBatch, build_batch
 from walletd.live.feed import Subscription
 from walletd.stream import sse
 from walletd.stream.connection import WalletStream
-from walletd.stream.events import CaughtUpEvent, HeartbeatEvent
+from walletd.stream.events import CaughtUpEvent
 from walletd.stream.pending import PendingWrite
 from walletd.trades.solana import is_signature
 from walletd.upstream.history import Recording
@@ -172,21 +171,12 @@ class FollowStream(WalletStream):
         for caught_up, chosen in self.pending:
             await self._send(caught_up, chosen)
         self.pending.clear()
-        keepalive = self.settings.sse_keepalive_interval_s
         while True:
             batch = subscription.next()
             if batch is not None:
                 await self._place(batch)
-                continue
-            idle_for = self.last_write + keepalive - time.monotonic()
-            try:
-                async with asyncio.timeout(max(idle_for, 0)) as idle:
-                    await subscription.wait()
-            except TimeoutError:
-                if not idle.expired():
-                    raise
-                heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
-                await self._event("heartbeat", heartbeat)
+            else:
+                await self._beating(subscription.wait)
 
     async def _place(self, batch: LiveBatch) -> None:
         """Send what `batch` holds past our position (see the module docstring)."""
