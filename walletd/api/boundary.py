@@ -68,16 +68,17 @@ async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse
         given = new_request_id()
     request[REQUEST_ID] = given
     request_id_var.set(given)
+    app = request.app  # once: each lookup walks the match info
     status: int | str = "client_closed"  # unless a response comes back
     try:
         try:
-            await admission(request)
+            await admission(request, app)
             resp = await handler(request)
         except WalletdError as exc:
             resp = error_response(request, exc)
         except web.HTTPException as exc:
             if exc.status < 400:
-                add_response_headers(request, exc)
+                add_response_headers(request, exc, app)
                 raise  # redirects and the like are not errors
             resp = error_response(request, _from_http(exc))
             if "Allow" in exc.headers:
@@ -89,9 +90,9 @@ async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].http_request(route, request.method, status)
+        app[METRICS].http_request(route, request.method, status)
     if not resp.prepared:  # a stream's were added before its prepare()
-        add_response_headers(request, resp)
+        add_response_headers(request, resp, app)
     return resp
 
 
@@ -127,7 +128,9 @@ def error_response(request: web.Request, exc: WalletdError) -> web.Response:
     return resp
 
 
-def add_response_headers(request: web.Request, resp: web.StreamResponse) -> None:
+def add_response_headers(
+    request: web.Request, resp: web.StreamResponse, app: web.Application
+) -> None:
     """The headers every response carries: security headers, the request id, RateLimit-*
     and CORS. Set by the middleware on the response a handler returns, and by a stream
     before its prepare(); not from an on_response_prepare hook, whose signal dispatch
@@ -136,10 +139,10 @@ def add_response_headers(request: web.Request, resp: web.StreamResponse) -> None
     for name, value in _SECURITY_ITEMS:
         if name not in headers:
             headers[name] = value
-    if request.app[SETTINGS].is_production and "Strict-Transport-Security" not in headers:
+    if app[SETTINGS].is_production and "Strict-Transport-Security" not in headers:
         headers["Strict-Transport-Security"] = HSTS
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         headers["X-Request-ID"] = request_id
     rate_limit_headers(request, headers)
-    cors_headers(request, headers)
+    cors_headers(request, app, headers)

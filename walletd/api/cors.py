@@ -49,13 +49,13 @@ class CorsPolicy:
 CORS: web.AppKey[CorsPolicy] = web.AppKey("cors")
 
 
-def cors_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
+def cors_headers(request: web.Request, app: web.Application, headers: CIMultiDict[str]) -> None:
     """Access-Control-Expose-Headers and -Allow-Origin for an allowed Origin (CORS 6.1),
     as aiohttp-cors sets them; never -Allow-Credentials."""
     origin = request.headers.get("Origin")
     if origin is None or request.method == "OPTIONS":
         return  # not a CORS request, or a preflight: aiohttp-cors's handler answers it
-    policy = request.app.get(CORS)
+    policy = app.get(CORS)
     if policy is None or not (origin in policy.origins or "*" in policy.origins):
         return
     if request.match_info.route.resource not in policy.resources:

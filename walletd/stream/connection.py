@@ -144,7 +144,7 @@ class WalletStream:
         metrics.stream_started()
         end_reason = "complete"
         try:
-            add_response_headers(self.request, self.response)
+            add_response_headers(self.request, self.response, self.request.app)
             await self.response.prepare(self.request)
             # Serialized by now (sent with the first write): ~1.7 KB less per open stream.
             self.response.headers.clear()
