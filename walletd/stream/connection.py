@@ -289,6 +289,7 @@ class WalletStream:
         return self._alarm.beating(waiting, self.settings.sse_keepalive_interval_s, self)
 
     async def heartbeat(self) -> None:
+        """Sent by the alarm after SSE_KEEPALIVE_INTERVAL without a write (SPEC §1)."""
         heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
         await self._event("heartbeat", heartbeat)
 
