@@ -29,7 +29,7 @@ async def test_heartbeats_while_waiting_then_the_result():
     async def wait() -> bool:
         alarm = Alarm(60, lambda: None)
         try:
-            return await alarm.beating(done.wait, 0.02, stream)
+            return await alarm.beating(0.02, stream, done.wait)
         finally:
             alarm.cancel()
 
@@ -56,7 +56,7 @@ async def test_a_cancel_arriving_with_a_heartbeat_is_not_swallowed():
 
     async def wait() -> None:
         alarms.append(Alarm(60, lambda: None))
-        await alarms[0].beating(never.wait, 60.0, stream)
+        await alarms[0].beating(60.0, stream, never.wait)
 
     task = asyncio.create_task(wait())
     await asyncio.sleep(0)

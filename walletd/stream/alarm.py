@@ -39,18 +39,18 @@ class Alarm:
         self._handle.cancel()
 
     async def beating(
-        self, waiting: Callable[[], Awaitable[T]], keepalive_s: float, stream: Beating
+        self, keepalive_s: float, stream: Beating, waiting: Callable[..., Awaitable[T]], *args: Any
     ) -> T:
-        """What `waiting()` returns, with a heartbeat whenever `keepalive_s` passes
-        without a write: the heartbeat cancels the wait, so `waiting()` makes a new
-        awaitable for each try."""
+        """What `waiting(*args)` returns, with a heartbeat whenever `keepalive_s` passes
+        without a write: the heartbeat cancels the wait, so `waiting` makes a new
+        awaitable for each try. (Its arguments apart, not a partial: less to hold.)"""
         task = self._task
         assert task is not None
         while True:
             idle_for = stream.last_write + keepalive_s - time.monotonic()
             self._arm(idle_for)
             try:
-                return await waiting()
+                return await waiting(*args)
             except asyncio.CancelledError:
                 # Not the heartbeat's, or cancelled for another reason too (a stop, a
                 # client that left): not ours to swallow.

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -283,10 +282,11 @@ class WalletStream:
                 return True
         return True
 
-    def _beating(self, waiting: Callable[[], Awaitable[T]]) -> Awaitable[T]:
-        """What `waiting()` returns, with heartbeats meanwhile (stream/alarm.py)."""
+    def _beating(self, waiting: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
+        """What `waiting(*args)` returns, with heartbeats meanwhile (stream/alarm.py)."""
         assert self._alarm is not None
-        return self._alarm.beating(waiting, self.settings.sse_keepalive_interval_s, self)
+        keepalive_s = self.settings.sse_keepalive_interval_s
+        return self._alarm.beating(keepalive_s, self, waiting, *args)
 
     async def heartbeat(self) -> None:
         """Sent by the alarm after SSE_KEEPALIVE_INTERVAL without a write (SPEC §1)."""
@@ -295,7 +295,7 @@ class WalletStream:
 
     def _next_page(self, recording: Recording, index: int) -> Awaitable[ScannedPage | None]:
         """The next page, sending heartbeats while the source is slow."""
-        return self._beating(partial(recording.page, index))
+        return self._beating(recording.page, index)
 
     def _summary(self, recording: Recording) -> TradeSummary:
         summary = recording.summary_of(self.pages_sent)
