@@ -90,6 +90,20 @@ async def test_follow_with_limit_stops_history_then_goes_live(
         assert live[-1].data["trades"][0]["signature"] == tick(int(NOW // INTERVAL) + 1)
 
 
+async def test_follow_relabels_every_batched_history_frame(serve: Any, clock: FakeClock) -> None:
+    # A recorded history goes out in batched writes; a follower's copy of each shared
+    # frame carries `<oldest>.<head>`, its trades byte for byte the plain stream's.
+    client = await serve(wall_clock=clock, SSE_BATCH_SIZE=7, CACHE_TTL=3600, **FOLLOW_ENV)
+    plain = parse(await (await client.get(URL)).read()).named("trades")
+    for _ in range(2):  # the first records the history, the second reads the recording
+        async with client.get(URL, params={"follow": "true"}) as resp:
+            history = await EventReader(resp).until("caught_up")
+        trades = [e for e in history if e.name == "trades"]
+        assert [e.data for e in trades] == [e.data for e in plain]
+        head = tick(int(NOW // INTERVAL))
+        assert [e.id for e in trades] == [f"{e.id}.{head}" for e in plain]
+
+
 @pytest.mark.parametrize(
     ("params", "headers", "code"),
     [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 import signal
 
 import aiohttp
@@ -12,6 +14,13 @@ import pytest
 from tests.sse_client import read_events
 from tests.support import WALLET
 from tests.walletd_process import walletd
+from walletd.observability.logs import (
+    ContextFilter,
+    api_key_var,
+    json_formatter,
+    json_line,
+    stream_id_var,
+)
 
 REQUIRED = {"timestamp", "level", "message", "logger"}
 SECRET = "l" * 32
@@ -102,3 +111,24 @@ async def test_access_and_stream_lines_name_the_same_client(server_factory, trus
     }
     assert lines.keys() == {"http_request", "stream_finished"}
     assert [r["client_ip"] for r in lines.values()] == [expected, expected]
+
+
+def test_the_direct_access_line_is_the_formatters_line():
+    """AccessLogger writes JSON lines without a LogRecord: same keys, order and values."""
+
+    def both() -> tuple[dict, dict]:
+        api_key_var.set("wd_live_ab...")
+        stream_id_var.set("s-1")
+        fields = {"request_id": "r-1", "method": "GET", "status": 200, "client_ip": "::1"}
+        record = logging.LogRecord("walletd.access", logging.INFO, "", 0, "http_request", (), None)
+        record.__dict__.update(fields)
+        ContextFilter().filter(record)
+        return (
+            json.loads(json_line("walletd.access", "http_request", fields)),
+            json.loads(json_formatter().format(record)),
+        )
+
+    direct, formatted = contextvars.copy_context().run(both)
+    assert direct.pop("timestamp")[:4] == formatted.pop("timestamp")[:4]
+    assert list(direct.items()) == list(formatted.items())
+    assert direct["api_key"] == "wd_live_ab..." and "wallet" not in direct

@@ -9,6 +9,8 @@ import pytest
 
 from tests.sse_client import parse
 from tests.support import WALLET
+from walletd.stream.connection import WalletStream
+from walletd.stream.pending import WRITE_BATCH_BYTES
 from walletd.trades.solana import WSOL_MINT
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, DemoSource
 from walletd.upstream.helius.reader import parse_transaction
@@ -163,3 +165,26 @@ async def test_health_and_ready_answer(serve):
     assert (resp.status, await resp.json()) == (200, {"status": "ok"})
     resp = await client.get("/ready")
     assert (resp.status, await resp.json()) == (200, {"status": "ok", "reasons": []})
+
+
+async def test_recorded_pages_leave_in_batched_writes_with_the_same_events(serve, monkeypatch):
+    # A cached history's frames are queued and written up to WRITE_BATCH_BYTES at a time,
+    # every write still through WalletStream._write and counted; the events are the same.
+    client = await serve(SSE_BATCH_SIZE=2, SSE_PROGRESS_THROTTLE=60, CACHE_TTL=3600)
+    first = parse(await (await client.get(STREAM.format(WALLET))).read())  # records it
+    writes: list[tuple[int, int]] = []
+    write = WalletStream._write
+
+    async def recorded(self, frame, *, events=1):
+        writes.append((len(frame), events))
+        await write(self, frame, events=events)
+
+    monkeypatch.setattr(WalletStream, "_write", recorded)
+    again = parse(await (await client.get(STREAM.format(WALLET))).read())
+    trades = again.named("trades")
+    assert [t.data for t in trades] == [t.data for t in first.named("trades")]
+    assert [t.id for t in trades] == [t.id for t in first.named("trades")]
+    assert sum(events for _, events in writes) == len(again.events)
+    assert len(writes) < len(trades)  # the opening write, the pages, `complete`
+    largest = max(size for size, _ in writes)
+    assert largest <= WRITE_BATCH_BYTES + max(len(t.data["trades"]) for t in trades) * 2048

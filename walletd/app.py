@@ -9,11 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from walletd.api.boundary import (
-    PARSER_LIMITS,
-    boundary,
-    response_headers,
-)
+from walletd.api.boundary import PARSER_LIMITS, boundary
 from walletd.api.cors import enable_cors
 from walletd.api.demo_page import add_demo_routes
 from walletd.api.health import health, ready
@@ -157,7 +153,6 @@ def create_app(
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)
     app.on_shutdown.append(_drain_streams)
-    app.on_response_prepare.append(response_headers)  # security, RateLimit-*, CORS
     app.router.add_get(STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/ready", ready, name="ready")

@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiohttp import web
 
 from walletd.api.cors import cors_headers
@@ -67,15 +68,17 @@ async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse
         given = new_request_id()
     request[REQUEST_ID] = given
     request_id_var.set(given)
+    app = request.app  # once: each lookup walks the match info
     status: int | str = "client_closed"  # unless a response comes back
     try:
         try:
-            await admission(request)
+            await admission(request, app)
             resp = await handler(request)
         except WalletdError as exc:
             resp = error_response(request, exc)
         except web.HTTPException as exc:
             if exc.status < 400:
+                add_response_headers(request, exc, app)
                 raise  # redirects and the like are not errors
             resp = error_response(request, _from_http(exc))
             if "Allow" in exc.headers:
@@ -84,11 +87,13 @@ async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse
             log.exception("unhandled_error", extra={"path": request.path})
             resp = error_response(request, InternalError())
         status = resp.status
-        return resp
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].http_request(route, request.method, status)
+        app[METRICS].http_request(route, request.method, status)
+    if not resp.prepared:  # a stream's were added before its prepare()
+        add_response_headers(request, resp, app)
+    return resp
 
 
 def _from_http(exc: web.HTTPException) -> WalletdError:
@@ -111,7 +116,11 @@ def error_response(request: web.Request, exc: WalletdError) -> web.Response:
         # line on every deploy.
         level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
         log.log(level, "request_failed", extra={"code": exc.code, "detail": str(exc)})
-    resp = web.json_response(exc.body(request[REQUEST_ID]), status=exc.status)
+    # orjson rather than json_response's json.dumps: 1.5 µs instead of 3.7 per error.
+    body = orjson.dumps(exc.body(request[REQUEST_ID]))
+    resp = web.Response(
+        body=body, status=exc.status, content_type="application/json", charset="utf-8"
+    )
     if exc.retry_after is not None:
         resp.headers["Retry-After"] = str(exc.retry_after)
     if exc.challenge is not None:
@@ -119,18 +128,21 @@ def error_response(request: web.Request, exc: WalletdError) -> web.Response:
     return resp
 
 
-async def response_headers(request: web.Request, resp: web.StreamResponse) -> None:
-    """on_response_prepare, the only hook: headers a stream would lose if set after the
-    handler. Security headers, the request id, RateLimit-* and CORS (one hook, not
-    three: each is an awaited call per response)."""
+def add_response_headers(
+    request: web.Request, resp: web.StreamResponse, app: web.Application
+) -> None:
+    """The headers every response carries: security headers, the request id, RateLimit-*
+    and CORS. Set by the middleware on the response a handler returns, and by a stream
+    before its prepare(); not from an on_response_prepare hook, whose signal dispatch
+    alone cost about 3 % of a /health request (bench/request_load.py)."""
     headers = resp.headers
     for name, value in _SECURITY_ITEMS:
         if name not in headers:
             headers[name] = value
-    if request.app[SETTINGS].is_production and "Strict-Transport-Security" not in headers:
+    if app[SETTINGS].is_production and "Strict-Transport-Security" not in headers:
         headers["Strict-Transport-Security"] = HSTS
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         headers["X-Request-ID"] = request_id
     rate_limit_headers(request, headers)
-    cors_headers(request, headers)
+    cors_headers(request, app, headers)

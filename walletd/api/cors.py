@@ -7,8 +7,8 @@ visitor's browser send its cookies and HTTP auth here and read the answer.
 
 Preflight requests are answered by aiohttp-cors's own OPTIONS routes, which carry no
 scope: they are neither authenticated nor counted (a browser sends no key with them).
-The headers of actual requests are set by `cors_headers`, from walletd's one
-on_response_prepare hook (boundary.py), in place of aiohttp-cors's own hook, which
+The headers of actual requests are set by `cors_headers`, with every response's other
+headers (boundary.add_response_headers), in place of aiohttp-cors's own hook, which
 walked its router adapter and a ChainMap of options for every response (about 5 % of
 a /health request's CPU, bench/request_load.py) to set the same two headers.
 """
@@ -49,13 +49,13 @@ class CorsPolicy:
 CORS: web.AppKey[CorsPolicy] = web.AppKey("cors")
 
 
-def cors_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
+def cors_headers(request: web.Request, app: web.Application, headers: CIMultiDict[str]) -> None:
     """Access-Control-Expose-Headers and -Allow-Origin for an allowed Origin (CORS 6.1),
     as aiohttp-cors sets them; never -Allow-Credentials."""
     origin = request.headers.get("Origin")
     if origin is None or request.method == "OPTIONS":
         return  # not a CORS request, or a preflight: aiohttp-cors's handler answers it
-    policy = request.app.get(CORS)
+    policy = app.get(CORS)
     if policy is None or not (origin in policy.origins or "*" in policy.origins):
         return
     if request.match_info.route.resource not in policy.resources:

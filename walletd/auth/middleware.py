@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
+from itertools import chain
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -53,39 +54,40 @@ MAX_LINE_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 
 
-async def admission(request: web.Request) -> None:
+async def admission(request: web.Request, app: web.Application) -> None:
     """Before the handler: who the client is, requests too large, then access control."""
     # First, so that every line of this request names the client, refusals and the
     # access line (logs.AccessLogger reads CLIENT_IP) included.
-    ip = request[CLIENT_IP] = client_ip(request, request.app[SETTINGS].trusted_proxies)
+    ip = request[CLIENT_IP] = client_ip(request, app[SETTINGS].trusted_proxies)
     client_ip_var.set(ip)
     check_request_size(request)
     scope = ROUTE_SCOPES.get(request.match_info.route.name or "")
     # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
     if scope is not None and request.method != "OPTIONS":
-        await admit(request, ip, scope)
+        await admit(request, app, ip, scope)
 
 
 def check_request_size(request: web.Request) -> None:
     """Refuse request lines over 8 KB (414) and header lines over 8 KB or 32 KB in all (431)."""
     if len(request.method) + len(request.raw_path) + 10 > MAX_LINE_BYTES:
         raise RequestLineTooLarge(f"request line of {len(request.raw_path)} bytes")
-    total = 0
-    for name, value in request.raw_headers:
+    raw_headers = request.raw_headers
+    total = sum(map(len, chain.from_iterable(raw_headers))) + 4 * len(raw_headers)
+    if total <= MAX_LINE_BYTES:
+        return  # the common case, with no loop in Python: no line can be too long
+    for name, value in raw_headers:
         line = len(name) + len(value) + 4
         if line > MAX_LINE_BYTES:
             raise RequestTooLarge(f"header line of {line} bytes")
-        total += line
     if total > MAX_HEADER_BYTES:
         raise RequestTooLarge(f"{total} bytes of headers")
 
 
-async def admit(request: web.Request, ip: str, scope: str) -> None:
+async def admit(request: web.Request, app: web.Application, ip: str, scope: str) -> None:
     """Raise unless this caller may make this request now; record who they are."""
-    app = request.app
     record = None
     if app[SETTINGS].api_key_required:
-        record = await _authenticate(request, ip)
+        record = await _authenticate(request, app, ip)
         subject = f"key:{record.id}"
     else:
         subject = f"ip:{ip}"
@@ -98,11 +100,11 @@ async def admit(request: web.Request, ip: str, scope: str) -> None:
         raise Forbidden(f"key {record.id} lacks scope {scope}")
 
 
-async def _authenticate(request: web.Request, ip: str) -> KeyRecord:
+async def _authenticate(request: web.Request, app: web.Application, ip: str) -> KeyRecord:
     """The caller's key record. An address over AUTH_FAILURE_LIMIT failures in the window
     is refused (429) before its key is even read: guessing keys costs a lookup each, and
     is what the limit is for. Every failure (no key, a bad one) counts against it."""
-    limits = request.app[LIMITS]
+    limits = app[LIMITS]
     blocked = await limits.auth_blocked(ip)
     if blocked is not None:
         raise RateLimited(
@@ -113,7 +115,7 @@ async def _authenticate(request: web.Request, ip: str) -> KeyRecord:
         if key is None:
             raise AuthRequired()
         api_key_var.set(mask_key(key))
-        record = await authenticate(request.app[KEYSTORE], key, time.time())
+        record = await authenticate(app[KEYSTORE], key, time.time())
     except (AuthRequired, InvalidApiKey):
         await limits.auth_failed(ip)
         raise
@@ -166,8 +168,8 @@ def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
 
 
 def rate_limit_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
-    """RateLimit-* on every counted response (from the on_response_prepare hook of
-    boundary.py: streams included)."""
+    """RateLimit-* on every counted response (from boundary.add_response_headers:
+    streams included)."""
     verdict = request.get(VERDICT)
     if verdict is None:
         return

@@ -28,6 +28,7 @@ class MemoryRequestLimiter:
         self._clock = clock
         self._expiries: dict[str, deque[float]] = {}
         self._next_sweep = clock() + window_s
+        self._untouched = Verdict(True, limit, limit, 0.0, None)  # what peek says of most
 
     def __len__(self) -> int:
         """Subjects currently tracked (those with a request in the window, or just past)."""
@@ -54,9 +55,11 @@ class MemoryRequestLimiter:
 
     def peek(self, subject: str) -> Verdict:
         """Whether `subject` has room now, without counting anything."""
-        now = self._clock()
         expiries = self._expiries.get(subject)
-        live = [e for e in expiries if e > now] if expiries else []
+        if not expiries:  # the common case (no failed authentication): nothing to build
+            return self._untouched
+        now = self._clock()
+        live = [e for e in expiries if e > now]
         if len(live) >= self._limit:
             wait = live[0] - now
             return Verdict(False, self._limit, 0, wait, max(1, math.ceil(wait)))

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from walletd.api.boundary import add_response_headers
 from walletd.appkeys import (
     ALERTS,
     API_KEY,
@@ -32,6 +33,7 @@ from walletd.errors import (
 )
 from walletd.observability.logs import stream_id_var, wallet_var
 from walletd.stream import sse
+from walletd.stream.alarm import Alarm, T
 from walletd.stream.events import (
     CompleteEvent,
     ConnectedEvent,
@@ -39,7 +41,8 @@ from walletd.stream.events import (
     HeartbeatEvent,
     ProgressEvent,
 )
-from walletd.stream.response import EventStreamResponse
+from walletd.stream.pending import PendingWrite
+from walletd.stream.response import EventStreamResponse, flush, forget_cancelled_drain
 from walletd.trades.summary import TradeFacts, TradeSummary
 from walletd.upstream.history import Recording
 from walletd.upstream.pages import ScannedPage
@@ -56,6 +59,7 @@ class WalletStream:
     follows = False  # a follow stream (stream/follow.py) has no WALLET_NOT_FOUND
 
     __slots__ = (
+        "_alarm",
         "_reaped",
         "_stop_reason",
         "_task",
@@ -109,12 +113,16 @@ class WalletStream:
         self._stop_reason: WalletdError | None = None
         self._reaped = False
         self._task: asyncio.Task[Any] | None = None
+        self._alarm: Alarm | None = None  # its end, or while it waits, the next heartbeat
 
     def stop(self, reason: WalletdError) -> None:
         """End this stream from outside (shutdown, revocation, reaper) with `reason`."""
         if self._stop_reason is None and self._task is not None:
             self._stop_reason = reason
             self._task.cancel()
+
+    def _time_out(self) -> None:
+        self.stop(StreamTimeout(f"after {self.settings.sse_max_stream_duration_s}s"))
 
     def reap(self) -> None:
         """Close a stale stream's connection at once, with no final event: its client
@@ -135,20 +143,20 @@ class WalletStream:
         metrics.stream_started()
         end_reason = "complete"
         try:
+            add_response_headers(self.request, self.response, self.request.app)
             await self.response.prepare(self.request)
+            # Serialized by now (sent with the first write): ~1.7 KB less per open stream.
+            self.response.headers.clear()
             await self._open()
             # DEBUG: at INFO this third line per stream cost 5 % of new streams/s
             # (bench/instrumentation_load.py); stream_finished and the access line say it all.
             log.debug("stream_started", extra={"resumed_from": self.cursor, "limit": self.limit})
-            max_duration = self.settings.sse_max_stream_duration_s
+            self._alarm = Alarm(self.settings.sse_max_stream_duration_s, self._time_out)
             try:
-                async with asyncio.timeout(max_duration) as deadline:
-                    truncated = await self._stream_history(recording)
-                    await self._finish(recording, truncated)
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
-                raise StreamTimeout(f"after {max_duration}s") from None
+                truncated = await self._stream_history(recording)
+                await self._finish(recording, truncated)
+            finally:
+                self._alarm.cancel()
         except asyncio.CancelledError:
             reason = self._stop_reason
             if reason is None:  # the client left (handler cancelled) or the server is stopping
@@ -195,51 +203,66 @@ class WalletStream:
         }
         await self._event("complete", complete)
 
-    def _label(self, frame: bytes, last_id: str) -> bytes:
-        """A history `trades` frame as this stream sends it, its id the resume cursor;
-        sets `last_event_id` (before the write: see _send_trades)."""
-        self.last_event_id = last_id
-        return frame
-
     async def _stream_history(self, recording: Recording) -> bool:
         """Send the history as `trades` batches; True when `limit` cut it short.
 
         Work here is per page and per batch, not per trade: pages arrive parsed,
-        encoded and summarised once for every stream of the wallet.
+        encoded and summarised once for every stream of the wallet. Their frames are
+        queued and written WRITE_BATCH_BYTES at a time, and always before any wait (so
+        heartbeats and the reaper count from the last byte actually written).
         """
         settings = self.settings
         size = settings.sse_batch_size
         progress = self.features.progress_events
         last_progress = time.monotonic()
-        write = self._write
+        pending = PendingWrite()
         index = 0
         while True:
             page = recording.peek(index)  # the common case: no coroutine to wait
-            if page is None and (page := await self._next_page(recording, index)) is None:
-                break
+            if page is None:
+                await self._write_pending(pending)
+                if (page := await self._next_page(recording, index)) is None:
+                    break
             index += 1
             count, room = len(page), self.limit - self.trades_sent
             if count >= room:  # the limit ends the stream inside this page
                 self.partial = page.facts[:room]
                 self.scanned += page.positions[room - 1] + 1
                 for start in range(0, room, size):
-                    await self._send_trades(page, start, min(start + size, room))
+                    self._queue_trades(pending, page, start, min(start + size, room))
+                await self._write_pending(pending)
                 return count > room or await self._more_trades_after(recording, index)
             self.scanned += page.scanned
-            # The hot path: the page's prebuilt `trades` events, as they are (no copy). The
-            # stream's counters equal the recording's (see ScannedPage).
-            for frame, last_id, total in zip(page.frames, page.last_ids, page.totals, strict=True):
-                await write(self._label(frame, last_id))
-                self.batches += 1
-                self.trades_sent = total
+            # The hot path: the page's prebuilt `trades` events. The stream's counters
+            # equal the recording's (see ScannedPage).
+            if count:
+                self._queue_page(pending, page)
+                self.batches += len(page.frames)
+                self.trades_sent = page.totals[-1]
             self.pages_sent = index
-            now = self.last_write = time.monotonic()
+            now = time.monotonic()
             if progress and now - last_progress >= settings.sse_progress_throttle_s:
-                await self._progress("scanning", f"Scanned {self.scanned} transactions")
+                scanned = f"Scanned {self.scanned} transactions"
+                pending.add(self._progress_frame("scanning", scanned))
                 last_progress = now
+                await self._write_pending(pending)
+            elif pending.full:
+                await self._write_pending(pending)
         if self.scanned == 0 and self.cursor is None and not self.follows:
             raise WalletNotFound(self.wallet)
         return False
+
+    def _queue_page(self, pending: PendingWrite, page: ScannedPage) -> None:
+        """Queue a whole page's `trades` frames as this stream sends them: as they are.
+        Sets `last_event_id` (before the write: see _write_pending)."""
+        pending.add_frames(page.frames)
+        self.last_event_id = page.last_ids[-1]
+
+    def _queue_frame(self, pending: PendingWrite, frame: bytes, last_id: str) -> None:
+        """Queue one history `trades` frame, its id `last_id` the resume cursor (a follow
+        stream relabels it); sets `last_event_id` (before the write: see _write_pending)."""
+        pending.add(frame)
+        self.last_event_id = last_id
 
     async def _more_trades_after(self, recording: Recording, index: int) -> bool:
         """Whether trades follow page `index - 1`, for `truncated`.
@@ -259,21 +282,20 @@ class WalletStream:
                 return True
         return True
 
-    async def _next_page(self, recording: Recording, index: int) -> ScannedPage | None:
+    def _beating(self, waiting: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
+        """What `waiting(*args)` returns, with heartbeats meanwhile (stream/alarm.py)."""
+        assert self._alarm is not None
+        keepalive_s = self.settings.sse_keepalive_interval_s
+        return self._alarm.beating(keepalive_s, self, waiting, *args)
+
+    async def heartbeat(self) -> None:
+        """Sent by the alarm after SSE_KEEPALIVE_INTERVAL without a write (SPEC §1)."""
+        heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
+        await self._event("heartbeat", heartbeat)
+
+    def _next_page(self, recording: Recording, index: int) -> Awaitable[ScannedPage | None]:
         """The next page, sending heartbeats while the source is slow."""
-        page = recording.peek(index)
-        if page is not None:
-            return page
-        while True:
-            idle_for = self.last_write + self.settings.sse_keepalive_interval_s - time.monotonic()
-            try:
-                async with asyncio.timeout(max(idle_for, 0)) as idle:
-                    return await recording.page(index)
-            except TimeoutError:
-                if not idle.expired():
-                    raise
-            heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
-            await self._event("heartbeat", heartbeat)
+        return self._beating(recording.page, index)
 
     def _summary(self, recording: Recording) -> TradeSummary:
         summary = recording.summary_of(self.pages_sent)
@@ -281,8 +303,10 @@ class WalletStream:
             summary.add(facts)
         return summary
 
-    async def _send_trades(self, page: ScannedPage, start: int, stop: int) -> None:
-        """Send trades[start:stop] of one batch of `page` as one `trades` event: the
+    def _queue_trades(
+        self, pending: PendingWrite, page: ScannedPage, start: int, stop: int
+    ) -> None:
+        """Queue trades[start:stop] of one batch of `page` as one `trades` event: the
         page's own frame when the batch is whole, else one built from its bytes."""
         self.batches += 1
         self.trades_sent += stop - start
@@ -293,9 +317,15 @@ class WalletStream:
         else:
             body = page.body(start, stop)
             frame = sse.trades_frame(body, last, self.batches, self.trades_sent)
-        # The id is set before the write: once the frame is in the transport it is
-        # delivered or the connection is dead, so a write cut short still sent this id.
-        await self._write(self._label(frame, last))
+        self._queue_frame(pending, frame, last)
+
+    async def _write_pending(self, pending: PendingWrite) -> None:
+        """Write the queued frames (if any) as one. Their counters and ids were set as
+        they were queued: once the bytes are in the transport they are delivered or the
+        connection is dead, so a write cut short still sent them."""
+        if pending.events:
+            data, events = pending.take()
+            await self._write(data, events=events)
 
     async def _open(self) -> None:
         """`retry`, `connected` and the first `progress`, in one write (one syscall)."""
@@ -312,9 +342,6 @@ class WalletStream:
         if self.features.progress_events:
             frames.append(self._progress_frame("fetching", "Fetching transaction history"))
         await self._write(b"".join(frames), events=len(frames) - 1)
-
-    async def _progress(self, step: str, message: str) -> None:
-        await self._write(self._progress_frame(step, message))
 
     def _progress_frame(self, step: str, message: str) -> bytes:
         progress: ProgressEvent = {
@@ -344,7 +371,7 @@ class WalletStream:
         """
         if not self.response.prepared:
             raise exc
-        self._forget_cancelled_drain()  # a stop or a timeout may have cut a write short
+        forget_cancelled_drain(self.request)  # a stop or a timeout may have cut a write short
         if exc.status >= 500 and not exc.resumable:
             log.error("stream_error", extra={"code": exc.code, "detail": str(exc)})
         # mypy --strict wants every NotRequired key of a ** literal spelled out; the
@@ -360,30 +387,6 @@ class WalletStream:
                 await self._event("error", data)
             if isinstance(exc, ServerShutdown):
                 async with asyncio.timeout(self.settings.shutdown_grace_s):
-                    await self._flush()
+                    await flush(self.request, self.response)
         except (ConnectionResetError, TimeoutError):
             pass
-
-    def _forget_cancelled_drain(self) -> None:
-        """Let the connection be written again after stop() cancelled a blocked write.
-
-        aiohttp 3.14 keeps the drain future the cancelled write was waiting on, and every
-        later drain on the connection awaits that cancelled future and raises
-        CancelledError, so the final `error` event would never go out.
-        TODO(aiohttp): drop once BaseProtocol._drain_helper replaces a cancelled waiter.
-        """
-        protocol = self.request.protocol
-        waiter = getattr(protocol, "_drain_waiter", None)
-        if waiter is not None and waiter.cancelled():
-            protocol._drain_waiter = None
-
-    async def _flush(self) -> None:
-        """Hold until the client has every byte: the process is about to exit, and bytes
-        left in the transport's buffer would be lost with it (a slow reader would see
-        its stream cut mid-event, without SERVER_SHUTDOWN)."""
-        transport = self.request.transport
-        if transport is not None:
-            # With a high-water mark of 0 the transport pauses writing until its buffer
-            # is empty, so the drain at the end of write_eof() waits for the last byte.
-            transport.set_write_buffer_limits(high=0)
-        await self.response.write_eof()

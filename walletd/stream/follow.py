@@ -25,9 +25,11 @@ from walletd.live.batch import LiveBatch, build_batch
 from walletd.live.feed import Subscription
 from walletd.stream import sse
 from walletd.stream.connection import WalletStream
-from walletd.stream.events import CaughtUpEvent, HeartbeatEvent
+from walletd.stream.events import CaughtUpEvent
+from walletd.stream.pending import PendingWrite
 from walletd.trades.solana import is_signature
 from walletd.upstream.history import Recording
+from walletd.upstream.pages import ScannedPage
 from walletd.upstream.source import page_signatures
 
 
@@ -44,11 +46,20 @@ def follow_cursor(cursor: str | None) -> tuple[str | None, str | None]:
     raise InvalidEventId(f"bad follow cursor {cursor[:200]!r}")
 
 
+def _relabel(pending: PendingWrite, frame: bytes, last_id: str, tail: bytes) -> None:
+    """Queue a shared history frame with `tail` (`.<head>`) after its `id: <last_id>`:
+    the id line's end is known from the signature (base58, a byte a character), so the
+    frame is neither scanned nor copied here, only joined into the write."""
+    cut = 4 + len(last_id)
+    view = memoryview(frame)
+    pending.add(view[:cut], tail, view[cut:])
+
+
 class FollowStream(WalletStream):
     """A WalletStream that ends its history with `caught_up` and stays live."""
 
     __slots__ = (
-        "alarm",
+        "beat_timer",
         "covered",
         "head",
         "in_history",
@@ -76,7 +87,7 @@ class FollowStream(WalletStream):
         self.subscription: Subscription | None = None
         # Catch-ups fetched before the live phase, sent when it starts.
         self.pending: list[tuple[LiveBatch, list[int]]] = []
-        self.alarm: asyncio.TimerHandle | None = None  # the live phase's heartbeat timer
+        self.beat_timer: asyncio.TimerHandle | None = None  # the live phase's heartbeat timer
 
     async def start(self) -> None:
         """Before the response: a resumed follow subscribes now. A head the wallet's feed
@@ -135,11 +146,19 @@ class FollowStream(WalletStream):
         listed = [] if first is None else page_signatures(first)
         return listed[0] if listed else None
 
-    def _label(self, frame: bytes, last_id: str) -> bytes:
+    def _queue_page(self, pending: PendingWrite, page: ScannedPage) -> None:
         if self.head is None:  # pragma: no cover - trades imply a head
-            return super()._label(frame, last_id)
+            return super()._queue_page(pending, page)
+        tail = b".%s" % self.head.encode()
+        for frame, last_id in zip(page.frames, page.last_ids, strict=True):
+            _relabel(pending, frame, last_id, tail)
+        self.last_event_id = f"{page.last_ids[-1]}.{self.head}"
+
+    def _queue_frame(self, pending: PendingWrite, frame: bytes, last_id: str) -> None:
+        if self.head is None:  # pragma: no cover - trades imply a head
+            return super()._queue_frame(pending, frame, last_id)
+        _relabel(pending, frame, last_id, b".%s" % self.head.encode())
         self.last_event_id = f"{last_id}.{self.head}"
-        return b"id: %s%s" % (self.last_event_id.encode(), memoryview(frame)[4 + len(last_id) :])
 
     async def _finish(self, recording: Recording, truncated: bool) -> None:
         caught_up: CaughtUpEvent = {
@@ -170,13 +189,12 @@ class FollowStream(WalletStream):
                 if batch is not None:
                     await self._place(batch)
                 elif time.monotonic() >= self.last_write + keepalive:
-                    heartbeat: HeartbeatEvent = {"timestamp": int(time.time())}
-                    await self._event("heartbeat", heartbeat)
+                    await self.heartbeat()
                 else:
                     await subscription.wait()
         finally:
-            if self.alarm is not None:
-                self.alarm.cancel()
+            if self.beat_timer is not None:
+                self.beat_timer.cancel()
 
     def _arm(self, keepalive: float) -> None:
         """The heartbeat timer: one per follower, set to the last write's deadline and
@@ -188,7 +206,7 @@ class FollowStream(WalletStream):
             self.subscription.nudge()
             due_in = keepalive
         loop = asyncio.get_running_loop()
-        self.alarm = loop.call_later(due_in, self._arm, keepalive)
+        self.beat_timer = loop.call_later(due_in, self._arm, keepalive)
 
     async def _place(self, batch: LiveBatch) -> None:
         """Send what `batch` holds past our position (see the module docstring)."""
