@@ -6,9 +6,11 @@ can be fetched (issue 3). Both are about waiting, not CPU, so the figures are ab
 set against the upstream latency and the lower bound the rate limit puts on the calls
 needed, which this benchmark counts from the fake's own request log.
 
-One invocation runs everything: the fake Helius (tests/fake_helius.py) in this process's
-event loop on core 1, so its request log is at hand; walletd (`python3 -m walletd serve`)
-as a child process on core 0, pointed at the fake. Scenarios:
+One invocation runs everything: the fake Helius (tests/fake_helius.py) in a process of
+its own on core 1, beside this client (bench/fake_process.py: in this process's event
+loop it stamped requests late while the client worked, and refused some that walletd had
+sent paced); walletd (`python3 -m walletd serve`) as a child process on core 0, pointed
+at the fake. Scenarios:
 
     single      --rounds full streams of the wallet, one at a time, CACHE_TTL=0 (every
                 stream fetches the whole history): time to the first trades event vs
@@ -46,7 +48,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # tests.fake_helius and walletd, run as bench/helius_load.py
     sys.path.insert(0, str(REPO))
 
+from bench.fake_process import FakeProcess  # noqa: E402
 from bench.stream_load import (  # noqa: E402
+    CLIENT_CORE,
     HOST,
     LARGE_WALLET,
     NORMAL_WALLET,
@@ -89,14 +93,14 @@ ERROR_EVENT = b"event: error\n"
 
 
 # ---------------------------------------------------------------------------------------
-# The fake Helius, in this process
+# The fake Helius, in a process of its own (bench/fake_process.py)
 
 
 @dataclass
 class Upstream:
     """The fake Helius and what it knows about the benchmark's wallet."""
 
-    fake: FakeHelius
+    fake: FakeProcess
     port: int
     signatures: int  # in the wallet's history
     failed: int  # of them, failed transactions (listed, never fetched by walletd)
@@ -108,9 +112,9 @@ class Upstream:
         return f"http://{HOST}:{self.port}"
 
 
-def start_fake(args: argparse.Namespace) -> FakeHelius:
-    """The fake, with its clock on perf_counter so its log lines up with the client's."""
-    print(f"fake Helius: building {args.signatures:,} synthetic transactions", flush=True)
+def build_fake(args: argparse.Namespace) -> FakeHelius:
+    """The fake (in its process), its clock on perf_counter (CLOCK_MONOTONIC, the same in
+    every process) so its log lines up with the client's."""
     fake = FakeHelius(
         KEY,
         synthetic={args.wallet: args.signatures, WARM_WALLET: WARM_SIGNATURES},
@@ -121,14 +125,14 @@ def start_fake(args: argparse.Namespace) -> FakeHelius:
     return fake
 
 
-def expected_calls(fake: FakeHelius, wallet: str) -> tuple[int, int, int]:
+def expected_calls(fake: FakeHelius, args: argparse.Namespace) -> tuple[int, int, int]:
     """(failed transactions, signature pages, transaction batches) walletd needs.
 
     Pages of 1000 until one comes back short (a history of exactly k*1000 needs an empty
     page k+1 to know it ended); batches of 100 signatures, less those whose signatures
     all failed (walletd fetches no failed transaction, so asks nothing for them).
     """
-    entries = fake.histories[wallet].entries
+    entries = fake.histories[args.wallet].entries
     failed = sum(1 for e in entries if e.err is not None)
     pages = len(entries) // 1000 + 1
     batches = sum(
@@ -382,7 +386,7 @@ async def single(run: Run) -> None:
     print(f"single: {args.rounds} streams of {args.signatures:,} signatures", flush=True)
     path = stream_path(args.wallet)
     for round_no in range(args.rounds):
-        mark, retries = len(up.fake.log), retries_logged(walletd)
+        mark, retries = await up.fake.log_size(), retries_logged(walletd)
         usage = Usage(walletd)
         with sampled(run, walletd, f"single-{round_no}"):
             async with asyncio.timeout(STREAM_TIMEOUT_S):
@@ -392,7 +396,7 @@ async def single(run: Run) -> None:
         if run.trades and trades != run.trades:
             raise BenchError(f"round {round_no}: {trades} trades, earlier rounds {run.trades}")
         run.trades = trades
-        entries = up.fake.log[mark:]
+        entries = await up.fake.entries(mark)
         first_tx = next(e.t for e in entries if e.endpoint == TRANSACTIONS)
         figures = {
             "first_ms": 1000 * timed.first_s,
@@ -415,7 +419,7 @@ async def single(run: Run) -> None:
 async def concurrent_streams(run: Run, walletd: Server, count: int) -> dict[str, float]:
     assert run.upstream is not None
     up = run.upstream
-    mark, retries = len(up.fake.log), retries_logged(walletd)
+    mark, retries = await up.fake.log_size(), retries_logged(walletd)
     path = stream_path(run.args.wallet)
     usage = Usage(walletd)
     async with asyncio.timeout(STREAM_TIMEOUT_S):
@@ -426,7 +430,7 @@ async def concurrent_streams(run: Run, walletd: Server, count: int) -> dict[str,
     short = [s.proto.trades for s in streams if s.proto.trades != run.trades]
     if short:
         raise BenchError(f"{len(short)} streams got {short[:3]}... trades, not {run.trades}")
-    entries = up.fake.log[mark:]
+    entries = await up.fake.entries(mark)
     firsts = [s.first_s for s in streams]
     start = min(s.t0 for s in streams)
     return {
@@ -591,11 +595,19 @@ async def run_all(run: Run) -> None:
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     args = run.args
-    fake = start_fake(args)
     port = free_port()
-    runner = await fake.serve(HOST, port)
+    fake = FakeProcess(
+        build_fake,
+        args,
+        host=HOST,
+        port=port,
+        control_port=free_port(),
+        core=CLIENT_CORE,
+        describe=expected_calls,
+    )
+    print(f"fake Helius: building {args.signatures:,} synthetic transactions", flush=True)
     try:
-        failed, pages, batches = expected_calls(fake, args.wallet)
+        failed, pages, batches = await fake.start()
         run.upstream = Upstream(fake, port, args.signatures, failed, pages, batches)
         limit = "one shared limit" if args.shared_rps else "a limit per endpoint"
         print(
@@ -610,7 +622,7 @@ async def run_all(run: Run) -> None:
             await concurrent(run)
     finally:
         run.children.stop_all()
-        await runner.cleanup()
+        await fake.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

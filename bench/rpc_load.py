@@ -5,7 +5,8 @@ Why: the `rpc` source should show its first trades about as soon as one page can
 fetched, and fetch a whole history about as fast as the provider's rate limit allows;
 its credit cost per 1,000 transactions decides which history method to run in production.
 
-One invocation: the fake provider (tests/fake_rpc.py) in this process, walletd
+One invocation: the fake provider (tests/fake_rpc.py) in a process of its own
+(bench/fake_process.py), walletd
 (`python3 -m walletd serve`, UPSTREAM=rpc, CACHE_TTL=0) as a child per history method,
 the lean timed stream client, verification and the process handling of helius_load.py
 and stream_load.py (imported, not copied). The fake meters every call of a JSON-RPC
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # tests.fake_rpc and walletd, run as bench/rpc_load.py
     sys.path.insert(0, str(REPO))
 
+from bench.fake_process import FakeProcess  # noqa: E402
 from bench.helius_load import (  # noqa: E402
     STREAM_TIMEOUT_S,
     TARGET_FIRST_X,
@@ -47,6 +49,7 @@ from bench.helius_load import (  # noqa: E402
     verify,
 )
 from bench.stream_load import (  # noqa: E402
+    CLIENT_CORE,
     HOST,
     LARGE_WALLET,
     Children,
@@ -71,7 +74,7 @@ CREDITS = {"getTransactionsForAddress": 100, "getSignaturesForAddress": 10, "get
 
 @dataclass
 class Provider:
-    fake: FakeRpc
+    fake: FakeProcess
     port: int
 
     @property
@@ -112,7 +115,7 @@ async def one_method(run: Run, provider: Provider, method: str) -> None:
     await asyncio.sleep(IDLE_S)
     print(f"{method}: {args.rounds} streams of {args.signatures:,} transactions", flush=True)
     for _ in range(args.rounds):
-        mark = len(provider.fake.log)
+        mark = await provider.fake.log_size()
         # Up to one metered call per transaction: the signatures path needs minutes.
         async with asyncio.timeout(STREAM_TIMEOUT_S + 2 * args.signatures / args.rps):
             timed = await timed_stream(walletd.port, stream_path(args.wallet), keep=True)
@@ -120,7 +123,7 @@ async def one_method(run: Run, provider: Provider, method: str) -> None:
         if run.trades and trades != run.trades:
             raise AssertionError(f"{method}: {trades} trades, other runs {run.trades}")
         run.trades = trades
-        figures = calls_of(provider.fake.log[mark:])
+        figures = calls_of(await provider.fake.entries(mark))
         figures["first_ms"] = 1000 * timed.first_s
         figures["total_s"] = timed.total_s
         calls = figures["gtfa_calls"] + figures["signature_calls"] + figures["transaction_calls"]
@@ -179,25 +182,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def build_fake(args: argparse.Namespace) -> FakeRpc:
+    """The fake provider (in its process), metering every call of a batch; its clock on
+    perf_counter (CLOCK_MONOTONIC, the same in every process)."""
+    fake = FakeRpc(meter_calls=True, clock=time.perf_counter)
+    fake.add_synthetic(args.wallet, args.signatures)
+    fake.add_synthetic(WARM_WALLET, WARM_SIGNATURES)
+    fake.faults.latency_s = args.latency_ms / 1000
+    fake.faults.limiter = TokenBucket(args.rps, args.burst, clock=fake.clock)
+    return fake
+
+
 async def run_all(run: Run) -> None:
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     args = run.args
     print(f"fake RPC: building {args.signatures:,} synthetic transactions", flush=True)
-    fake = FakeRpc(meter_calls=True, clock=time.perf_counter)
-    fake.add_synthetic(args.wallet, args.signatures)
-    fake.add_synthetic(WARM_WALLET, WARM_SIGNATURES)
-    fake.faults.latency_s = args.latency_ms / 1000
-    fake.faults.limiter = TokenBucket(args.rps, args.burst, clock=fake.clock)
-    provider = Provider(fake, free_port())
-    runner = await fake.serve(HOST, provider.port)
+    port = free_port()
+    fake = FakeProcess(
+        build_fake, args, host=HOST, port=port, control_port=free_port(), core=CLIENT_CORE
+    )
+    provider = Provider(fake, port)
     try:
+        await fake.start()
         for method in METHODS if args.method == "all" else (args.method,):
             await one_method(run, provider, method)
     finally:
         run.children.stop_all()
-        await runner.cleanup()
+        await fake.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

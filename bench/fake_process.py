@@ -1,0 +1,146 @@
+"""A fake upstream (tests/fake_helius.py, tests/fake_rpc.py) in a process of its own.
+
+In the benchmark's process the fake shared an event loop with the load client: a request
+that arrived while the client was busy with a chunk was stamped late, so a strict
+burst-1 limiter saw two of walletd's requests closer together than they were sent and
+refused one. On loopback, tcpdump showed walletd's sends at least 21.4 ms apart (paced
+22 ms) while the in-process fake logged gaps down to 8 ms and answered 429s. In a
+process of its own, on the client's core, the fake sees requests as they come.
+
+The child builds the fake with a top-level function of the benchmark (`build(args)`:
+it is pickled by name, so the child imports the benchmark), serves it, and serves its
+request log (pickled log entries, since a mark) on a second port for the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import pickle
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+START_TIMEOUT_S = 120.0  # building 10,000 synthetic transactions takes seconds
+
+
+class FakeProcess:
+    """The fake's process. `describe(fake, args)`, if given, runs in the child once the
+    fake is built; start() returns its (picklable) result."""
+
+    def __init__(
+        self,
+        build: Callable[[Any], Any],
+        args: Any,
+        *,
+        host: str,
+        port: int,
+        control_port: int,
+        core: int | None,
+        describe: Callable[[Any, Any], Any] | None = None,
+    ) -> None:
+        self._target = (build, args, host, port, control_port, core, describe)
+        self._control = f"http://{host}:{control_port}/log"
+        self._proc: Any = None
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> Any:
+        context = multiprocessing.get_context("spawn")  # no copy of this running loop
+        mine, theirs = context.Pipe(duplex=False)
+        self._proc = context.Process(target=_child, args=(*self._target, theirs), daemon=True)
+        self._proc.start()
+        theirs.close()
+        async with asyncio.timeout(START_TIMEOUT_S):
+            ok, info = await asyncio.to_thread(_receive, mine)
+        if not ok:
+            raise RuntimeError(f"the fake upstream did not start: {info}")
+        self._http = aiohttp.ClientSession()
+        return info
+
+    async def entries(self, since: int = 0) -> list[Any]:
+        """The fake's log entries from index `since` on."""
+        assert self._http is not None
+        async with self._http.get(self._control, params={"since": str(since)}) as resp:
+            resp.raise_for_status()
+            entries: list[Any] = pickle.loads(await resp.read())
+            return entries
+
+    async def log_size(self) -> int:
+        """A mark: entries(mark) is what came after it."""
+        assert self._http is not None
+        async with self._http.get(self._control, params={"size": "1"}) as resp:
+            return int(await resp.text())
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            await asyncio.to_thread(self._proc.join, 10)
+
+
+def _receive(conn: Connection) -> tuple[bool, Any]:
+    try:
+        result: tuple[bool, Any] = conn.recv()
+    except EOFError:
+        return False, "it exited"
+    return result
+
+
+def _child(
+    build: Callable[[Any], Any],
+    args: Any,
+    host: str,
+    port: int,
+    control_port: int,
+    core: int | None,
+    describe: Callable[[Any, Any], Any] | None,
+    ready: Connection,
+) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if core is not None and core in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {core})
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(build, args, host, port, control_port, describe, ready))
+
+
+async def _serve(
+    build: Callable[[Any], Any],
+    args: Any,
+    host: str,
+    port: int,
+    control_port: int,
+    describe: Callable[[Any, Any], Any] | None,
+    ready: Connection,
+) -> None:
+    try:
+        fake = build(args)
+        runner = await fake.serve(host, port)
+        control = web.Application()
+        control.router.add_get("/log", lambda request: _log(fake, request))
+        control_runner = web.AppRunner(control)
+        await control_runner.setup()
+        await web.TCPSite(control_runner, host, control_port).start()
+        ready.send((True, describe(fake, args) if describe else None))
+    except Exception as exc:  # the parent says why, rather than waiting out its timeout
+        ready.send((False, f"{type(exc).__name__}: {exc}"))
+        raise
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await control_runner.cleanup()
+        await runner.cleanup()
+
+
+async def _log(fake: Any, request: web.Request) -> web.Response:
+    if "size" in request.query:
+        return web.Response(text=str(len(fake.log)))
+    since = int(request.query.get("since", "0"))
+    return web.Response(body=pickle.dumps(fake.log[since:]))
