@@ -56,6 +56,7 @@ BENCHES = (
     Bench("helius_load", (), ("--rounds", "1", "--signatures", "500", "--streams", "5"), 900),
     Bench("rpc_load", (), ("--rounds", "1", "--signatures", "500", "--method", "gtfa"), 600),
     Bench("history_memory", (), ("--wallets", "3"), 300),
+    Bench("follow_load", (), ("--streams", "200", "--wallets", "10", "--window", "2"), 900),
 )
 # Measured on both event loops in a full run.
 BOTH_LOOPS = ("stream_load", "request_load")
