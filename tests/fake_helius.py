@@ -269,15 +269,17 @@ class TokenBucket:
         self._tokens = self.burst
         self._at = clock()
 
-    def take(self, cost: int = 1) -> float | None:
+    def take(self, cost: int = 1, *, at: float | None = None) -> float | None:
         """Spend `cost` tokens and return None, or return the seconds until one is free.
 
         A request costing more than one token (a metered JSON-RPC batch) is let through
         once a token is free and leaves the bucket in debt: what follows waits until
-        every call of it is paid for, `cost / rate` seconds."""
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
+        every call of it is paid for, `cost / rate` seconds. `at`: the request's arrival
+        (the clock's), judged then rather than when its handler got round to it, as a
+        provider's edge would."""
+        now = self._clock() if at is None else at
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
+        self._at = max(self._at, now)
         if self._tokens >= 1:
             self._tokens -= cost
             return None
@@ -546,7 +548,7 @@ class FakeHelius:
             status = 401 if not key else self.wrong_key_status
             text = "missing api key" if not key else "invalid api key provided"
             return self._finish(entry, _error_response(status, text))
-        wait = faults.limiter.take() if faults.limiter is not None else None
+        wait = faults.limiter.take(at=entry.t) if faults.limiter is not None else None
         if wait is None:
             return None
         entry.fault = "rate_limit"

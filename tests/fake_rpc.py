@@ -76,6 +76,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import bisect
+import itertools
 import json
 import math
 import operator
@@ -203,6 +205,7 @@ class FakeRpc:
         self.log: list[RpcLogEntry] = []
         self.histories: dict[str, _History] = {}
         self._transactions: dict[str, bytes] = {}
+        self._v0: set[str] = set()  # signatures of version-0 transactions
 
     # --- data ---
 
@@ -252,6 +255,8 @@ class FakeRpc:
     def _store(self, tx: Mapping[str, Any]) -> _Entry:
         signature = _signature(tx)
         self._transactions.setdefault(signature, orjson.dumps(tx))
+        if tx.get("version") == 0:
+            self._v0.add(signature)
         meta = tx.get("meta") or {}
         return _Entry(signature, tx.get("slot") or 0, tx.get("blockTime"), meta.get("err"), 0)
 
@@ -300,7 +305,8 @@ class FakeRpc:
                 entry.fault = "auth"
                 return self._finish(entry, _response(401, {"error": "invalid api key"}))
             cost = len(entry.calls) if self.meter_calls and entry.calls else 1
-            wait = self.faults.limiter.take(cost) if self.faults.limiter is not None else None
+            limiter = self.faults.limiter
+            wait = limiter.take(cost, at=entry.t) if limiter is not None else None
             if wait is not None:
                 entry.fault = "rate_limit"
                 body = _error(RATE_LIMITED_CODE, "Too many requests", entry.rpc_id)
@@ -454,25 +460,38 @@ class FakeRpc:
         positions = list(range(len(history.entries)))
         if order == "asc":
             positions.reverse()
+        else:  # newest first: straight to the first slot a `slot` upper bound admits
+            del positions[: _first_at_or_below(history, config.get("filters") or {})]
         token = config.get("paginationToken")
         if token is not None:
             after = _token_position(token, history)
             positions = positions[positions.index(after) + 1 :]
-        # One more than the limit: a token only when another entry matches.
-        chosen = [p for p in positions if keep(history.entries[p])][: limit + 1]
+        # One more than the limit: a token only when another entry matches. Lazily: a
+        # full scan per call stalled this fake's loop (and its arrival stamps) for ms.
+        matching = (p for p in positions if keep(history.entries[p]))
+        chosen = list(itertools.islice(matching, limit + 1))
         more, chosen = len(chosen) > limit, chosen[:limit]
         data = []
         for position in chosen:
             entry = history.entries[position]
             if details == "full":
-                tx = self.transaction(entry.signature) or {}
-                _check_version(tx, config)
-                data.append({**tx, "transactionIndex": entry.index})
+                data.append(self._full_entry(entry, config))
             else:
                 data.append({**_signature_info(entry), "transactionIndex": entry.index})
         last = history.entries[chosen[-1]] if chosen else None
         next_token = f"{last.slot}:{chosen[-1]}" if more and last is not None else None
         return {"data": data, "paginationToken": next_token}
+
+    def _full_entry(self, entry: _Entry, config: Mapping[str, Any]) -> Any:
+        """A gTFA `full` record: the stored transaction plus its `transactionIndex`,
+        spliced into the stored bytes (decoding and re-encoding 100 of them per call
+        held this fake's loop, and so its arrival stamps, for milliseconds)."""
+        raw = self._transactions.get(entry.signature)
+        if raw is None or raw == b"{}":
+            return {"transactionIndex": entry.index}
+        if entry.signature in self._v0:
+            _check_version({"version": 0}, config)
+        return orjson.Fragment(raw[:-1] + b',"transactionIndex":%d}' % entry.index)
 
     # --- standalone ---
 
@@ -559,6 +578,16 @@ def _gtfa_filter(filters: Any) -> Callable[[_Entry], bool]:
         return True
 
     return keep
+
+
+def _first_at_or_below(history: _History, filters: Mapping[str, Any]) -> int:
+    """The first position (newest first) whose slot a `slot` lte/lt filter admits."""
+    bounds = filters.get("slot") or {}
+    uppers = [bounds[op] - below for op, below in (("lte", 0), ("lt", 1)) if op in bounds]
+    if not uppers:
+        return 0
+    highest = min(uppers)
+    return bisect.bisect_left(history.entries, -highest, key=lambda e: -e.slot)
 
 
 def _bounds(

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from tests.support import make_settings
 from walletd.upstream.breaker import CircuitBreaker
-from walletd.upstream.pacing import LEAD_SHARE, MARGIN, MAX_SLOWDOWN, RECOVERY_CALLS, Pacer
+from walletd.upstream.pacing import MARGIN, MAX_SLOWDOWN, RECOVERY_CALLS, Pacer
 from walletd.upstream.transport import UpstreamTransport
 
 
@@ -139,33 +139,14 @@ def test_rps_must_be_positive():
 
 async def test_the_next_turn_counts_from_the_previous_send():
     """A send that slips after its turn (the loop ran other tasks) pushes the next turn
-    back: the provider sees the sends, not the turns. The next turn wakes early by the
-    usual turn-to-send time, at most half the margin's slack."""
+    back: the provider sees the sends, not the turns."""
     t = FakeTime()
     pacer = Pacer(10, clock=t.clock, sleep=t.sleep)
     async with pacer.turn() as first:
         t.now += 0.07  # other tasks ran before this request went out
         first.sent()
         sent_at = t.now
-    interval = 0.1 * MARGIN
-    slack = interval * (1 - 1 / MARGIN)
-    assert await pacer.wait() == pytest.approx(sent_at + interval - LEAD_SHARE * slack)
-
-
-async def test_a_turn_wakes_early_by_the_usual_time_to_send():
-    t = FakeTime()
-    pacer = Pacer(10, clock=t.clock, sleep=t.sleep)
-    lead = 0.001  # well under the cap (half of 10 ms)
-    for _ in range(40):
-        async with pacer.turn() as turn:
-            t.now += lead
-            turn.sent()
-            sent_at = t.now
-    async with pacer.turn() as turn:
-        assert turn.started == pytest.approx(sent_at + 0.1 * MARGIN - lead, abs=1e-6)
-        t.now += lead
-        turn.sent()
-    assert t.now == pytest.approx(sent_at + 0.1 * MARGIN, abs=1e-6)  # sent on time
+    assert await pacer.wait() == pytest.approx(sent_at + 0.1 * MARGIN)
 
 
 async def test_a_turn_never_sent_is_handed_on_after_the_hold_limit():

@@ -20,9 +20,9 @@ the event loop may run other tasks (parsing a 100-transaction answer takes milli
 a send that slips while the next one does not arrives early where the provider measures
 (seen on loopback with tcpdump: 13-18 ms between sends paced 22 ms apart). So the next
 turn waits for the previous send, or HOLD_MAX_S at most (a connect that hangs must not
-stall every call of the endpoint), and wakes early by the usual turn-to-send time (a
-running average; at most half of what MARGIN leaves) so that its send lands on time.
-Spacing rather
+stall every call of the endpoint). (Waking early by the usual turn-to-send time, so
+the send lands on the paced time, was tried: it bought nothing measurable and spent
+half of MARGIN's 2 ms at 50 RPS, which a strict provider then refused.) Spacing rather
 than a burst bucket keeps us under a provider limit measured over any one second, and
 MARGIN more: timer and network jitter otherwise bring a start in early now and then, and
 one 429 costs a whole Retry-After (a second) of a pipelined stream (bench/README.md).
@@ -46,8 +46,6 @@ MARGIN = 1.1
 MAX_SLOWDOWN = 16.0
 RECOVERY_CALLS = 32
 HOLD_MAX_S = 0.5  # the longest a turn waits for the previous request to be sent
-LEAD_SHARE = 0.5  # of the MARGIN's slack, the most a turn may wake early for its send
-LEAD_WEIGHT = 0.2  # of each new turn-to-send time in the running average
 
 
 class Turn:
@@ -61,12 +59,9 @@ class Turn:
         self._release: asyncio.TimerHandle | None = None
 
     def sent(self) -> None:
-        """The request's first bytes are on the wire: spacing counts from now."""
-        self._pacer._hand_on(self, on_wire=True)
-
-    def hand_on(self) -> None:
-        """No send seen (HOLD_MAX_S passed, or the request failed or ended first)."""
-        self._pacer._hand_on(self, on_wire=False)
+        """The request's first bytes are on the wire, or HOLD_MAX_S passed, or the
+        request ended first (idempotent): the next turn's spacing counts from now."""
+        self._pacer._hand_on(self)
 
 
 class Pacer:
@@ -90,7 +85,6 @@ class Pacer:
         self._turn = asyncio.Lock()  # FIFO: callers start in the order they asked
         self._holder: Turn | None = None  # the turn whose request is not yet sent
         self._hold_max_s = hold_max_s
-        self._lead = 0.0  # how long a request takes from its turn to its send (average)
 
     @property
     def rate(self) -> float:
@@ -104,11 +98,7 @@ class Pacer:
         block's end, whichever is first. A cancelled wait gives its turn away."""
         await self._turn.acquire()
         try:
-            interval = 1.0 / self._rate
-            # Wake early by the usual turn-to-send time, so that the send (not the wake)
-            # lands on the paced time; never by more than half the MARGIN's slack.
-            lead = min(self._lead, LEAD_SHARE * interval * (1 - 1 / MARGIN))
-            delay = self._last + self._last_calls * interval - lead - self._clock()
+            delay = self._last + self._last_calls / self._rate - self._clock()
             if delay > 0:
                 await self._sleep(delay)
         except BaseException:
@@ -116,21 +106,19 @@ class Pacer:
             raise
         turn = self._holder = Turn(self, self._clock())
         self._last, self._last_calls = turn.started, max(1, calls)
-        turn._release = asyncio.get_running_loop().call_later(self._hold_max_s, turn.hand_on)
+        turn._release = asyncio.get_running_loop().call_later(self._hold_max_s, turn.sent)
         try:
             yield turn
         finally:
-            turn.hand_on()
+            turn.sent()
 
-    def _hand_on(self, turn: Turn, *, on_wire: bool) -> None:
+    def _hand_on(self, turn: Turn) -> None:
         """Once per turn: the next turn's spacing counts from now."""
         if self._holder is not turn:
             return
         self._holder = None
         now = self._clock()
         self._last = max(self._last, now)
-        if on_wire:
-            self._lead += LEAD_WEIGHT * (now - turn.started - self._lead)
         if turn._release is not None:
             turn._release.cancel()
         self._turn.release()
