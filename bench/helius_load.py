@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # tests.fake_helius and walletd, run as bench/helius_load.py
     sys.path.insert(0, str(REPO))
 
-from bench.fake_process import FakeProcess  # noqa: E402
+from bench.fake_process import FakeProcess, FakeSpec  # noqa: E402
 from bench.stream_load import (  # noqa: E402
     CLIENT_CORE,
     HOST,
@@ -597,13 +597,7 @@ async def run_all(run: Run) -> None:
     args = run.args
     port = free_port()
     fake = FakeProcess(
-        build_fake,
-        args,
-        host=HOST,
-        port=port,
-        control_port=free_port(),
-        core=CLIENT_CORE,
-        describe=expected_calls,
+        FakeSpec(build_fake, args, HOST, port, free_port(), CLIENT_CORE, expected_calls)
     )
     print(f"fake Helius: building {args.signatures:,} synthetic transactions", flush=True)
     try:

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # tests.fake_rpc and walletd, run as bench/rpc_load.py
     sys.path.insert(0, str(REPO))
 
-from bench.fake_process import FakeProcess  # noqa: E402
+from bench.fake_process import FakeProcess, FakeSpec  # noqa: E402
 from bench.helius_load import (  # noqa: E402
     STREAM_TIMEOUT_S,
     TARGET_FIRST_X,
@@ -200,9 +200,7 @@ async def run_all(run: Run) -> None:
     args = run.args
     print(f"fake RPC: building {args.signatures:,} synthetic transactions", flush=True)
     port = free_port()
-    fake = FakeProcess(
-        build_fake, args, host=HOST, port=port, control_port=free_port(), core=CLIENT_CORE
-    )
+    fake = FakeProcess(FakeSpec(build_fake, args, HOST, port, free_port(), CLIENT_CORE))
     provider = Provider(fake, port)
     try:
         await fake.start()
