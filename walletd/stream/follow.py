@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -147,18 +148,23 @@ class FollowStream(WalletStream):
         return listed[0] if listed else None
 
     def _queue_page(self, pending: PendingWrite, page: ScannedPage) -> None:
-        if self.head is None:  # pragma: no cover - trades imply a head
-            return super()._queue_page(pending, page)
-        tail = b".%s" % self.head.encode()
-        for frame, last_id in zip(page.frames, page.last_ids, strict=True):
-            _relabel(pending, frame, last_id, tail)
-        self.last_event_id = f"{page.last_ids[-1]}.{self.head}"
+        self._queue_relabelled(pending, page.frames, page.last_ids)
 
     def _queue_frame(self, pending: PendingWrite, frame: bytes, last_id: str) -> None:
+        self._queue_relabelled(pending, (frame,), (last_id,))
+
+    def _queue_relabelled(
+        self, pending: PendingWrite, frames: Sequence[bytes], last_ids: Sequence[str]
+    ) -> None:
+        """Queue history frames with `.<head>` after each id (SPEC §1's history cursor)."""
         if self.head is None:  # pragma: no cover - trades imply a head
-            return super()._queue_frame(pending, frame, last_id)
-        _relabel(pending, frame, last_id, b".%s" % self.head.encode())
-        self.last_event_id = f"{last_id}.{self.head}"
+            pending.add_frames(tuple(frames))
+            self.last_event_id = last_ids[-1]
+            return
+        tail = b".%s" % self.head.encode()
+        for frame, last_id in zip(frames, last_ids, strict=True):
+            _relabel(pending, frame, last_id, tail)
+        self.last_event_id = f"{last_ids[-1]}.{self.head}"
 
     async def _finish(self, recording: Recording, truncated: bool) -> None:
         caught_up: CaughtUpEvent = {
