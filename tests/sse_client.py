@@ -9,6 +9,8 @@ Anything else fails the test that reads it.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +111,35 @@ class EventReader:
         self.parser.close()
         self.events.extend(out)
         return out
+
+
+async def open_slow_reader(
+    port: int, path: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw HTTP/1.1 GET of `path` with a 4 KB receive buffer: a client that reads only
+    when the test does, so the server's buffers fill as soon as it stops."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    return reader, writer
+
+
+def dechunk(body: bytes, *, complete: bool = True) -> bytes:
+    """The payload of an HTTP/1.1 chunked body; with `complete`, asserts it ends with the
+    last chunk, else it is the payload of the whole chunks read so far."""
+    out, rest = bytearray(), body
+    while True:
+        size_line, crlf, after = rest.partition(b"\r\n")
+        if not crlf and not complete:
+            return bytes(out)
+        size = int(size_line, 16)
+        if size == 0:
+            return bytes(out)
+        if len(after) < size + 2 and not complete:
+            return bytes(out)
+        out += after[:size]
+        assert after[size : size + 2] == b"\r\n", "chunked body cut short"
+        rest = after[size + 2 :]

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.fake_rpc import FakeRpc
-from tests.sse_client import parse, read_events
+from tests.sse_client import dechunk, parse, read_events
 from tests.support import WALLET
 from tests.walletd_process import serve_args, until_stalled, walletd
 from walletd.cli import EXIT_CONFIG, EXIT_UNAVAILABLE
@@ -155,19 +155,6 @@ async def test_serve_with_upstream_rpc_streams_trades_from_the_provider(
     assert await asyncio.wait_for(server.proc.wait(), 15) == 0
     await server.log_line("server_stopped")
     assert "k3y" not in json.dumps(server.logs)
-
-
-def dechunk(body: bytes) -> bytes:
-    """The payload of an HTTP/1.1 chunked body; asserts it ends with the last chunk."""
-    out, rest = bytearray(), body
-    while True:
-        size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            return bytes(out)
-        out += rest[:size]
-        assert rest[size : size + 2] == b"\r\n", "chunked body cut short"
-        rest = rest[size + 2 :]
 
 
 async def test_sigterm_reaches_a_slow_reader_in_full(server_factory):

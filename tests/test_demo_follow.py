@@ -34,7 +34,7 @@ from tests.tcp_proxy import proxy_to
 from walletd.trades.model import format_units
 from walletd.trades.solana import WSOL_MINT
 from walletd.upstream.demo import EMPTY_DEMO_WALLET
-from walletd.upstream.demo_live import tick_signature
+from walletd.upstream.demo_live import current_tick, tick_signature
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -47,7 +47,7 @@ FOLLOW_ENV = {
     "SSE_BATCH_SIZE": 50,
     "SSE_RETRY_MS": 100,
 }
-FIRST_TICK = int(NOW // INTERVAL)
+FIRST_TICK = current_tick(WALLET, NOW, INTERVAL)
 Trade = dict[str, Any]
 
 

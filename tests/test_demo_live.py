@@ -9,11 +9,11 @@ from tests.clocks import FakeClock
 from tests.support import WALLET
 from walletd.errors import InvalidEventId
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, DemoSource, signature_at
-from walletd.upstream.demo_live import WINDOW_TICKS, tick_signature
+from walletd.upstream.demo_live import WINDOW_TICKS, current_tick, phase, tick_signature
 from walletd.upstream.helius.reader import parse_transaction
 
 NOW = 1_800_000_000.0
-K = int(NOW // 10)
+K = current_tick(WALLET, NOW, 10.0)
 
 
 async def signatures(source: DemoSource, wallet: str, before: str | None = None) -> list[str]:
@@ -32,8 +32,9 @@ async def test_live_history_is_the_window_ahead_of_the_static_history() -> None:
 
 
 async def test_every_tick_is_a_trade_and_the_same_on_every_instance() -> None:
-    one = DemoSource(live_interval_s=10, clock=FakeClock(NOW))
-    two = DemoSource(live_interval_s=10, clock=FakeClock(NOW + 5))
+    landed = (K + phase(WALLET)) * 10  # when tick K landed: two clocks within it
+    one = DemoSource(live_interval_s=10, clock=FakeClock(landed + 1))
+    two = DemoSource(live_interval_s=10, clock=FakeClock(landed + 8))
     first = [tx async for page in one.pages(WALLET, None) for tx in page.transactions][:20]
     second = [tx async for page in two.pages(WALLET, None) for tx in page.transactions][:20]
     assert first == second

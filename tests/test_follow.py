@@ -14,7 +14,7 @@ from tests.waiting import eventually
 from walletd.app import drain
 from walletd.appkeys import LIVE
 from walletd.upstream.demo import EMPTY_DEMO_WALLET, signature_at
-from walletd.upstream.demo_live import tick_signature
+from walletd.upstream.demo_live import current_tick, tick_signature
 
 URL = f"/v4/wallet/{WALLET}/stream"
 NOW = 1_800_000_000.0  # unix seconds: the demo wall clock of these tests
@@ -24,6 +24,9 @@ FOLLOW_ENV = {
     "FOLLOW_POLL_INTERVAL": 0.1,
     "SSE_KEEPALIVE_INTERVAL": 0.3,
 }
+
+
+NOW_TICK = current_tick(WALLET, NOW, INTERVAL)  # the newest trade at NOW
 
 
 def tick(k: int) -> str:
@@ -43,7 +46,7 @@ async def client(serve: Any, clock: FakeClock) -> Any:
 async def test_follow_sends_history_caught_up_then_live_trades(
     client: Any, clock: FakeClock
 ) -> None:
-    now = int(NOW // INTERVAL)
+    now = NOW_TICK
     async with client.get(URL, params={"follow": "true"}) as resp:
         assert resp.status == 200
         reader = EventReader(resp)
@@ -87,7 +90,7 @@ async def test_follow_with_limit_stops_history_then_goes_live(
         assert len(trades) == 5
         clock.advance(INTERVAL)
         live = await reader.until("trades")
-        assert live[-1].data["trades"][0]["signature"] == tick(int(NOW // INTERVAL) + 1)
+        assert live[-1].data["trades"][0]["signature"] == tick(NOW_TICK + 1)
 
 
 async def test_follow_relabels_every_batched_history_frame(serve: Any, clock: FakeClock) -> None:
@@ -100,7 +103,7 @@ async def test_follow_relabels_every_batched_history_frame(serve: Any, clock: Fa
             history = await EventReader(resp).until("caught_up")
         trades = [e for e in history if e.name == "trades"]
         assert [e.data for e in trades] == [e.data for e in plain]
-        head = tick(int(NOW // INTERVAL))
+        head = tick(NOW_TICK)
         assert [e.id for e in trades] == [f"{e.id}.{head}" for e in plain]
 
 
@@ -151,7 +154,7 @@ async def test_follow_of_empty_wallet_is_caught_up_without_id(client: Any) -> No
 
 
 async def test_follow_resumes_with_a_live_id(client: Any, clock: FakeClock) -> None:
-    now = int(NOW // INTERVAL)
+    now = NOW_TICK
     clock.advance(2 * INTERVAL)
     headers = {"Last-Event-ID": tick(now)}
     async with client.get(URL, params={"follow": "true"}, headers=headers) as resp:
@@ -172,7 +175,7 @@ async def test_follow_timeout_and_ids_stay_resumable(serve: Any, clock: FakeCloc
     assert stream.events[-1].name == "error"
     error = stream.events[-1].data
     assert error["code"] == "STREAM_TIMEOUT"
-    assert error["last_event_id"] == tick(int(NOW // INTERVAL))
+    assert error["last_event_id"] == tick(NOW_TICK)
 
 
 async def test_follow_drain_ends_with_server_shutdown_and_resume_id(

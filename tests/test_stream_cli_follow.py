@@ -16,7 +16,7 @@ from tests.support import WALLET
 from tests.tcp_proxy import proxy_to
 from walletd.appkeys import KEYSTORE
 from walletd.client.render import TABLE_HEADER, short
-from walletd.upstream.demo_live import tick_signature
+from walletd.upstream.demo_live import current_tick, tick_signature
 
 NOW = 1_800_000_000.0  # unix seconds: the demo wall clock of these tests
 INTERVAL = 10
@@ -26,7 +26,8 @@ FOLLOW_ENV = {
     "SSE_BATCH_SIZE": 20,
     "SSE_RETRY_MS": 50,
 }
-FIRST_TICK = int(NOW // INTERVAL)  # the newest trade of the history; live ones follow
+# The newest trade of the history; live ones follow.
+FIRST_TICK = current_tick(WALLET, NOW, INTERVAL)
 
 
 def tick(k: int) -> str:

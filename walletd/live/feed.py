@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,16 +36,39 @@ CATCH_UP_SIZE = 1000  # signatures at most in a remembered catch-up (bounded mem
 BACKLOG = 256  # batches a follower may have queued before it is ended as too slow
 
 
-class Subscription:
-    """One follower's queue of batches: bounded; an error ends it."""
+class Express(Protocol):
+    """A follower that takes a batch from the publisher itself (WalletFeed.publish)."""
 
-    __slots__ = ("_queue", "_wake", "error", "feed")
+    async def deliver(self, batch: LiveBatch) -> bool:
+        """Write `batch` now, without suspending; False leaves it to the queue."""
+        ...
+
+
+class Subscription:
+    """One follower's queue of batches: bounded; an error ends it.
+
+    While the follower waits idle at the feed's head, `express` is the follower: the
+    publisher writes a batch to it directly. Waking 10,000 tasks for each batch cost
+    more than the writes (a future, a wake-up and a placement per follower per batch),
+    and each wait's future outlived the young GC generations, so full collections of
+    hundreds of milliseconds followed (bench/follow_load.py)."""
+
+    __slots__ = ("_queue", "_wake", "error", "express", "feed")
 
     def __init__(self, feed: WalletFeed) -> None:
         self.feed = feed
         self._queue: deque[LiveBatch] = deque()
         self._wake = asyncio.Event()
         self.error: WalletdError | None = None
+        self.express: Express | None = None
+
+    async def offer(self, batch: LiveBatch) -> None:
+        """Hand `batch` to the follower: written at once by express, else queued."""
+        express = self.express
+        if express is None or self._queue or self.error is not None:
+            self.put(batch)
+        elif not await express.deliver(batch):
+            self.put(batch)
 
     def put(self, batch: LiveBatch) -> None:
         if self.error is not None:
@@ -77,6 +101,25 @@ class Subscription:
     def nudge(self) -> None:
         """Wake the follower with nothing queued (its heartbeat is due)."""
         self._wake.set()
+
+
+class Cadence:
+    """A poller's fixed rate, from a random phase. Wallets whose followers arrive together
+    (a ramp, a reconnect storm after a drain) would otherwise poll in the same instant
+    forever, and every follower of every wallet would be written to in one burst."""
+
+    __slots__ = ("_due", "_interval", "_loop")
+
+    def __init__(self, interval_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._interval = interval_s
+        self._due = self._loop.time() - random.random() * interval_s
+
+    async def wait(self) -> None:
+        """Until the next beat; after a slow poll, the next one (no burst to catch up)."""
+        now = self._loop.time()
+        self._due = max(self._due + self._interval, now)
+        await asyncio.sleep(self._due - now)
 
 
 class Coordinator(Protocol):
@@ -150,11 +193,11 @@ class WalletFeed:
                     return tail
         return None
 
-    def publish(self, batch: LiveBatch) -> None:
+    async def publish(self, batch: LiveBatch) -> None:
         self.head, self.started = batch.head, True
         self.recent.append(batch)
-        for sub in self.subscribers:
-            sub.put(batch)
+        for sub in tuple(self.subscribers):
+            await sub.offer(batch)
         self.feeds.observe_batch(batch)
 
     def fail(self, exc: WalletdError) -> None:
@@ -255,7 +298,7 @@ class LiveFeeds:
     async def publish(self, feed: WalletFeed, batch: LiveBatch) -> None:
         """Hand a polled batch to this process's followers (the coordinator also sends
         it to the other instances')."""
-        feed.publish(batch)
+        await feed.publish(batch)
         if self.coordinator is not None:
             await self.coordinator.share(feed.wallet, batch)
 
@@ -264,14 +307,11 @@ class LiveFeeds:
 
     async def run_poller(self, feed: WalletFeed) -> None:
         """Poll every interval, on a fixed cadence, until cancelled or failed."""
-        loop = asyncio.get_running_loop()
-        due = loop.time()
+        cadence = Cadence(self.poll_interval_s)
         while True:
-            due += self.poll_interval_s
-            await asyncio.sleep(max(due - loop.time(), 0))
+            await cadence.wait()
             if not await feed.poll_or_fail():
                 return
-            due = max(due, loop.time() - self.poll_interval_s)  # a slow poll: no burst after
 
     async def close(self) -> None:
         tasks = [feed.task for feed in self._feeds.values() if feed.task is not None]

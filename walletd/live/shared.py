@@ -24,7 +24,7 @@ import uuid
 import redis.asyncio as redis
 
 from walletd.live.batch import LiveBatch
-from walletd.live.feed import LiveFeeds, WalletFeed
+from walletd.live.feed import Cadence, LiveFeeds, WalletFeed
 from walletd.live.signed import FORMAT, feed_key, sign, verify
 from walletd.ops.redis import REDIS_ERRORS
 
@@ -103,20 +103,16 @@ class SharedPolling:
 
     async def _run(self, feed: WalletFeed) -> None:
         wallet = feed.wallet
-        loop = asyncio.get_running_loop()
-        interval = self._feeds.poll_interval_s
+        cadence = Cadence(self._feeds.poll_interval_s)
         subscribed = await self._subscribe(feed)
-        due = loop.time()
         try:
             while True:
-                due += interval
-                await asyncio.sleep(max(due - loop.time(), 0))
+                await cadence.wait()
                 if not subscribed:
                     subscribed = await self._subscribe(feed)
                 if wallet in self.holding or self.unreachable:
                     if not await feed.poll_or_fail():
                         return
-                due = max(due, loop.time() - interval)  # a slow poll: no burst after
         finally:
             await asyncio.shield(self._stop(feed))
 
@@ -169,7 +165,7 @@ class SharedPolling:
             if feed is not None:
                 batch = verify(self._key, self.instance, feed.wallet, data)
                 if batch is not None:
-                    feed.publish(batch)
+                    await feed.publish(batch)
 
     async def _leases(self) -> None:
         """Every third of the TTL, or when a wallet starts: one round for every wallet."""

@@ -11,9 +11,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 
 from walletd.api.boundary import add_response_headers
 from walletd.appkeys import (
@@ -355,10 +356,15 @@ class WalletStream:
     async def _event(self, name: str, data: Mapping[str, object]) -> None:
         await self._write(sse.event_frame(name, data))
 
-    async def _write(self, frame: bytes, *, events: int = 1) -> None:
+    async def _write(self, frame: bytes, *, events: int = 1, wait: bool = True) -> None:
         """The one way out for a stream's bytes (SPEC §9): a frame is written as it is,
-        never copied, then counted."""
-        await self.response.write(frame)
+        never copied, then counted. `wait=False` never suspends: what the socket does
+        not take stays in the transport's buffer (for a publisher writing to many
+        streams in turn, which first checks that the transport is not paused)."""
+        if wait:
+            await self.response.write(frame)
+        else:
+            await cast(StreamWriter, self.request.writer).write(frame, drain=False)
         self.last_write = time.monotonic()
         self.bytes_sent += len(frame)
         self.events += events

@@ -197,7 +197,11 @@ class FollowStream(WalletStream):
                 elif time.monotonic() >= self.last_write + keepalive:
                     await self.heartbeat()
                 else:
-                    await subscription.wait()
+                    subscription.express = self  # idle at our position: the publisher writes
+                    try:
+                        await subscription.wait()
+                    finally:
+                        subscription.express = None
         finally:
             if self.beat_timer is not None:
                 self.beat_timer.cancel()
@@ -213,6 +217,26 @@ class FollowStream(WalletStream):
             due_in = keepalive
         loop = asyncio.get_running_loop()
         self.beat_timer = loop.call_later(due_in, self._arm, keepalive)
+
+    async def deliver(self, batch: LiveBatch) -> bool:
+        """Express delivery, in the publisher's task while ours waits idle (live/feed.py):
+        a batch that starts at our position and makes one event. Anything to place or
+        split, or a client not keeping up (its transport paused), is left to our task."""
+        transport = self.request.transport
+        if (
+            batch.since != self.position
+            or self.covered
+            or len(batch) > self.settings.sse_batch_size
+            or transport is None
+            or transport.is_closing()  # gone: our task meets it and ends the stream
+            or self.request.protocol.writing_paused
+        ):
+            return False
+        if len(batch):
+            await self._send_frame(batch.body, batch.head, len(batch), wait=False)
+            self.request.app[METRICS].live_delivered(batch)
+        self.position = batch.head
+        return True
 
     async def _place(self, batch: LiveBatch) -> None:
         """Send what `batch` holds past our position (see the module docstring)."""
@@ -276,8 +300,10 @@ class FollowStream(WalletStream):
         if chosen:
             self.request.app[METRICS].live_delivered(batch)
 
-    async def _send_frame(self, body: bytes, event_id: str, count: int) -> None:
+    async def _send_frame(
+        self, body: bytes, event_id: str, count: int, *, wait: bool = True
+    ) -> None:
         self.batches += 1
         self.trades_sent += count
         self.last_event_id = event_id
-        await self._write(body + sse.trades_suffix(self.batches, self.trades_sent))
+        await self._write(body + sse.trades_suffix(self.batches, self.trades_sent), wait=wait)

@@ -63,7 +63,7 @@ class DemoSource:
     async def pages(self, wallet: str, before: str | None) -> AsyncIterator[TxPage]:
         history = self._wallet(wallet)
         live = self._live if history.size else None
-        ticks = live.window() if live is not None else []
+        ticks = live.window(wallet) if live is not None else []
         start = 0
         tick = None if live is None or before is None else live.tick_of(wallet, before)
         if tick is not None:
@@ -99,7 +99,8 @@ class DemoSource:
             raise UnknownEventId(f"cursor {since[:12]}... not in the history of {wallet}")
         if live is None:
             return []
-        txs = [live.transaction(history, k) for k in live.window() if tick is None or k > tick]
+        ticks = [k for k in live.window(wallet) if tick is None or k > tick]
+        txs = [live.transaction(history, k) for k in ticks]
         return [TxPage(txs, txs[-1]["signature"])] if txs else []
 
     async def close(self) -> None:

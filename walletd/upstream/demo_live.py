@@ -1,8 +1,10 @@
 """Live trades of the demo source (SPEC §1): one swap per demo wallet every interval.
 
-Tick `k` of a wallet is the `k`-th interval of the wall clock (k = floor(now /
-interval)); its signature and its transaction are pure functions of (address, k,
-interval), so every instance agrees on them without talking. A history holds the ticks
+Tick `k` of a wallet lands at (k + phase) * interval on the wall clock, where the phase
+in [0, 1) is a hash of the address: wallets trade at their own instants across the
+interval, as real ones do, not all in the same one. A tick's signature and transaction
+are pure functions of (address, k, interval), so every instance agrees on them without
+talking. A history holds the ticks
 of the last WINDOW_TICKS intervals, newest first, ahead of the static history, so its
 newest signature says where live trades stand. A tick's signature carries k in its last
 eight bytes (the rest is a hash): any tick is recognised without a table.
@@ -10,6 +12,7 @@ eight bytes (the rest is a hash): any tick is recognised without a table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -39,6 +42,18 @@ def tick_signature(address: str, k: int, interval_s: float) -> str:
     return base58.b58encode(digest[:56] + k.to_bytes(8, "big")).decode()
 
 
+@functools.lru_cache(maxsize=4096)
+def phase(address: str) -> float:
+    """Where in each interval `address`'s ticks land, in [0, 1)."""
+    digest = hashlib.sha256(f"phase/{address}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def current_tick(address: str, now: float, interval_s: float) -> int:
+    """The newest tick of `address` at wall-clock time `now`."""
+    return math.floor(now / interval_s - phase(address))
+
+
 class LiveTicks:
     """The live part of demo histories, on the wall clock `clock` (unix seconds)."""
 
@@ -48,12 +63,12 @@ class LiveTicks:
         # The first tick newer than every static transaction.
         self._first = math.floor(_GENESIS_TIME / interval_s) + 1
 
-    def now(self) -> int:
-        return math.floor(self._clock() / self.interval_s)
+    def now(self, address: str) -> int:
+        return current_tick(address, self._clock(), self.interval_s)
 
-    def window(self) -> list[int]:
-        """The ticks a history holds now, newest first."""
-        now = self.now()
+    def window(self, address: str) -> list[int]:
+        """The ticks a history of `address` holds now, newest first."""
+        now = self.now(address)
         return list(range(now, max(now - WINDOW_TICKS, self._first - 1), -1))
 
     def tick_of(self, address: str, signature: str) -> int | None:
@@ -65,14 +80,14 @@ class LiveTicks:
         if len(raw) != 64:
             return None
         k = int.from_bytes(raw[56:], "big")
-        if not self._first <= k <= self.now() + _SKEW_TICKS:
+        if not self._first <= k <= self.now(address) + _SKEW_TICKS:
             return None
         return k if tick_signature(address, k, self.interval_s) == signature else None
 
     def transaction(self, wallet: _Wallet, k: int) -> dict[str, Any]:
         """Tick `k`'s transaction: always a swap, in Helius's enhanced shape."""
         rng = random.Random(hashlib.sha256(f"live/{wallet.address}/{k}".encode()).digest())
-        timestamp = int(k * self.interval_s)
+        timestamp = int((k + phase(wallet.address)) * self.interval_s)
         source, fee = draw_source_and_fee(rng)
         signature = tick_signature(wallet.address, k, self.interval_s)
         slot = _GENESIS_SLOT + int((timestamp - _GENESIS_TIME) * _SLOTS_PER_SECOND)
