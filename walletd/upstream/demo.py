@@ -25,9 +25,11 @@ PAGE_SIZE = 100
 # Documented in README: a wallet with 20,000+ transactions, for benchmarks.
 LARGE_DEMO_WALLET = "GFmfk7ocGPRt19DuyGC6ezLtY1PtT6Zn1R53P169oSiL"
 EMPTY_DEMO_WALLET = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"
-# Signature tables kept: a large wallet's is a few MB; finished histories live in the
-# stream cache anyway, so this only saves re-deriving cursors of recent wallets.
-_WALLETS_KEPT = 8
+# Wallets kept, most recent first, while their derived signatures stay within a budget
+# (a large wallet's table is a few MB): live followers of many small wallets poll each
+# several times a second, and rebuilding a wallet cost most of a poll.
+_WALLETS_KEPT = 1024
+_SIGNATURES_KEPT = 200_000
 
 
 class DemoSource:
@@ -55,8 +57,10 @@ class DemoSource:
         wallet = self._wallets.get(address)
         if wallet is None:
             wallet = self._wallets[address] = _Wallet(address)
-            while len(self._wallets) > _WALLETS_KEPT:
-                self._wallets.popitem(last=False)
+            kept = self._wallets
+            derived = sum(len(w.signatures) for w in kept.values())
+            while len(kept) > 1 and (len(kept) > _WALLETS_KEPT or derived > _SIGNATURES_KEPT):
+                derived -= len(kept.popitem(last=False)[1].signatures)
         self._wallets.move_to_end(address)
         return wallet
 

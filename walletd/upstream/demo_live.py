@@ -54,6 +54,20 @@ def current_tick(address: str, now: float, interval_s: float) -> int:
     return math.floor(now / interval_s - phase(address))
 
 
+@functools.lru_cache(maxsize=4096)
+def _tick_in(address: str, signature: str, interval_s: float) -> int | None:
+    """The tick whose signature `signature` is, for `address`, else None. Cached: every
+    poll of a followed wallet asks it of the feed's head."""
+    try:
+        raw = base58.b58decode(signature)
+    except ValueError:
+        return None
+    if len(raw) != 64:
+        return None
+    k = int.from_bytes(raw[56:], "big")
+    return k if tick_signature(address, k, interval_s) == signature else None
+
+
 class LiveTicks:
     """The live part of demo histories, on the wall clock `clock` (unix seconds)."""
 
@@ -73,16 +87,10 @@ class LiveTicks:
 
     def tick_of(self, address: str, signature: str) -> int | None:
         """The tick `signature` is, if it is one of `address` up to now, else None."""
-        try:
-            raw = base58.b58decode(signature)
-        except ValueError:
+        k = _tick_in(address, signature, self.interval_s)
+        if k is None or not self._first <= k <= self.now(address) + _SKEW_TICKS:
             return None
-        if len(raw) != 64:
-            return None
-        k = int.from_bytes(raw[56:], "big")
-        if not self._first <= k <= self.now(address) + _SKEW_TICKS:
-            return None
-        return k if tick_signature(address, k, self.interval_s) == signature else None
+        return k
 
     def transaction(self, wallet: _Wallet, k: int) -> dict[str, Any]:
         """Tick `k`'s transaction: always a swap, in Helius's enhanced shape."""
