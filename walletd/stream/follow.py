@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from aiohttp import web
 
@@ -32,6 +33,8 @@ from walletd.trades.solana import is_signature
 from walletd.upstream.history import Recording
 from walletd.upstream.pages import ScannedPage
 from walletd.upstream.source import page_signatures
+
+_NOTHING: frozenset[str] = frozenset()
 
 
 def follow_cursor(cursor: str | None) -> tuple[str | None, str | None]:
@@ -84,7 +87,8 @@ class FollowStream(WalletStream):
         self.in_history = cursor is None or before is not None
         self.head = head  # known from a cursor; else from the history's first page
         self.position = head
-        self.covered: set[str] = set()  # signatures covered around `position`
+        # Signatures covered around `position` (after a catch-up); empty, shared, else.
+        self.covered: AbstractSet[str] = _NOTHING
         self.subscription: Subscription | None = None
         # Catch-ups fetched before the live phase, sent when it starts.
         self.pending: list[tuple[LiveBatch, list[int]]] = []
@@ -250,7 +254,7 @@ class FollowStream(WalletStream):
         else:
             await self._catch_up(verify=False, send=True)
             return
-        self.covered.clear()  # from here on batches follow each other
+        self.covered = _NOTHING  # from here on batches follow each other
         self.position = batch.head
 
     def _fresh(self, batch: LiveBatch, before: int | None) -> list[int]:
@@ -274,9 +278,10 @@ class FollowStream(WalletStream):
         if self.subscription is not None:
             self.subscription.feed.remember(batch)
         chosen = self._fresh(batch, None)
+        covered = {*self.covered, *batch.scanned}
         if self.position is not None:
-            self.covered.add(self.position)
-        self.covered.update(batch.scanned)
+            covered.add(self.position)
+        self.covered = covered
         self.position = batch.head
         if send:
             await self._send(batch, chosen)
