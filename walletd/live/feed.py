@@ -229,11 +229,12 @@ class WalletFeed:
         for sub in self.subscribers:
             sub.fail(exc)
 
-    async def poll_or_fail(self) -> bool:
+    async def poll_or_fail(self, *, share: bool = True) -> bool:
         """One poll; on a failure every follower ends (resumably) and this says False, so
-        the poller stops. Whoever polls (this process's poller, or the lease holder's)."""
+        the poller stops. Whoever polls (this process's poller, or the lease holder's);
+        without `share`, what it finds is for this process's followers only."""
         try:
-            await self.poll()
+            await self.poll(share=share)
         except WalletdError as exc:
             log.warning("live_poll_failed", extra={"code": exc.code, "detail": str(exc)})
             self.fail(exc)
@@ -244,15 +245,15 @@ class WalletFeed:
             return False
         return True
 
-    async def poll(self) -> None:
+    async def poll(self, *, share: bool = True) -> None:
         """Ask the source for what is newer than `head`; publish it. Raises WalletdError."""
-        feeds = self.feeds
+        feeds, since = self.feeds, self.head  # a batch from Redis may move `head` meanwhile
         sent = time.monotonic()
-        pages = await feeds.source.newer(self.wallet, self.head, verify=False)
+        pages = await feeds.source.newer(self.wallet, since, verify=False)
         feeds.on_poll(time.monotonic() - sent)
-        batch = build_batch(pages, self.wallet, self.head)
+        batch = build_batch(pages, self.wallet, since)
         if batch is not None:
-            await feeds.publish(self, batch)
+            await feeds.publish(self, batch, share=share)
 
 
 class LiveFeeds:
@@ -318,11 +319,11 @@ class LiveFeeds:
         if feed.task is not None and feed.task is not asyncio.current_task():
             feed.task.cancel()
 
-    async def publish(self, feed: WalletFeed, batch: LiveBatch) -> None:
-        """Hand a polled batch to this process's followers (the coordinator also sends
-        it to the other instances')."""
+    async def publish(self, feed: WalletFeed, batch: LiveBatch, *, share: bool = True) -> None:
+        """Hand a polled batch to this process's followers (and with `share`, the
+        coordinator sends it to the other instances')."""
         await feed.publish(batch)
-        if self.coordinator is not None:
+        if share and self.coordinator is not None:
             await self.coordinator.share(feed.wallet, batch)
 
     def observe_batch(self, batch: LiveBatch) -> None:

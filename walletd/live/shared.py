@@ -105,13 +105,21 @@ class SharedPolling:
         wallet = feed.wallet
         cadence = Cadence(self._feeds.poll_interval_s)
         subscribed = await self._subscribe(feed)
+        reconciled = False  # polled once since the channel's subscription
         try:
             while True:
                 await cadence.wait()
                 if not subscribed:
                     subscribed = await self._subscribe(feed)
+                    reconciled = False
                 if wallet in self.holding or self.unreachable:
                     if not await feed.poll_or_fail():
+                        return
+                elif subscribed and not reconciled:
+                    # A batch the holder published before our subscription reached Redis
+                    # never comes: poll once, a beat after subscribing, for our followers.
+                    reconciled = True
+                    if not await feed.poll_or_fail(share=False):
                         return
         finally:
             await asyncio.shield(self._stop(feed))
