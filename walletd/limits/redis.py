@@ -2,7 +2,8 @@
 
 Each script reads `redis.call('TIME')`, so instances with skewed clocks still agree on
 the window. Scripts are registered (EVALSHA, re-sent after SCRIPT FLUSH or a restart).
-Every method may raise `REDIS_ERRORS`; the fallback facade decides what that means.
+Request windows are checked in batches (batch.py). Every method may raise `REDIS_ERRORS`;
+the fallback facade decides what that means.
 """
 
 from __future__ import annotations
@@ -17,52 +18,11 @@ from collections.abc import Callable
 import redis.asyncio as redis
 
 from walletd.errors import TooManyStreams
+from walletd.limits.batch import WindowBatcher
 from walletd.limits.model import Verdict
 from walletd.ops.redis import REDIS_ERRORS
 
 log = logging.getLogger("walletd.limits")
-
-# Sliding-window log (see memory.py for why a log). KEYS[1]: the subject's log, scored by
-# arrival time in µs. ARGV: limit, window (µs), a member unique to this request.
-# Returns {allowed, count after this request, µs until the oldest entry leaves the window
-# (0 while there is room)}.
-HIT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
-  count = count + 1
-  allowed = 1
-end
-local wait = 0
-if count >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  wait = tonumber(oldest[2]) + window - now
-end
-return {allowed, count, wait}
-"""
-
-# The same log, read only. KEYS[1]: the subject's log. ARGV: limit, window (µs).
-# Returns {count in the window, µs until the oldest entry leaves it (0 while there is room)}.
-PEEK_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local window = tonumber(ARGV[2])
-local count = redis.call('ZCOUNT', KEYS[1], '(' .. (now - window), '+inf')
-local wait = 0
-if count >= tonumber(ARGV[1]) then
-  local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - window), '+inf',
-    'WITHSCORES', 'LIMIT', 0, 1)
-  wait = tonumber(oldest[2]) + window - now
-end
-return {count, wait}
-"""
 
 # Stream leases. KEYS[1]: the subject's leases, stream ids scored by expiry (ms of Redis
 # time). ARGV: cap, TTL (ms), stream id. Drops lapsed leases, then adds this one if under
@@ -142,8 +102,8 @@ class RedisLimits:
         self.refresh_period_s = lease_ttl_s / 3
         self._retry_after_s = retry_after_s
         self._on_error = on_error
-        self._hit = client.register_script(HIT_LUA)
-        self._peek = client.register_script(PEEK_LUA)
+        # Request windows (a sliding-window log, see memory.py for why a log): WINDOWS_LUA.
+        self._windows = WindowBatcher(client, self._window_us)
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._refresh = client.register_script(REFRESH_LUA)
         # Request-log members must be unique across every process sharing the Redis.
@@ -157,11 +117,11 @@ class RedisLimits:
 
     async def hit(self, subject: str, *, limit: int | None = None) -> Verdict:
         """Count a request of `subject` if its window has room (of `limit`, default the
-        per-key limit): one round trip."""
+        per-key limit): one check of a batch."""
         member = f"{self._member_prefix}{next(self._serial)}"
         limit = self._limit if limit is None else limit
-        allowed, count, wait_us = await self._hit(
-            keys=[f"{self._prefix}rl:{subject}"], args=[limit, self._window_us, member]
+        allowed, count, wait_us = await self._windows.check(
+            f"{self._prefix}rl:{subject}", "h", limit, member
         )
         if allowed:
             return Verdict(True, limit, limit - count, wait_us / 1_000_000, None)
@@ -170,9 +130,7 @@ class RedisLimits:
 
     async def peek(self, subject: str, *, limit: int) -> Verdict:
         """Whether `subject` has room in a window of `limit`, counting nothing."""
-        count, wait_us = await self._peek(
-            keys=[f"{self._prefix}rl:{subject}"], args=[limit, self._window_us]
-        )
+        count, wait_us, _ = await self._windows.check(f"{self._prefix}rl:{subject}", "p", limit)
         if count < limit:
             return Verdict(True, limit, limit - count, 0.0, None)
         return Verdict(False, limit, 0, wait_us / 1_000_000, max(1, -(-wait_us // 1_000_000)))
@@ -252,3 +210,4 @@ class RedisLimits:
         """Stop using Redis (the client is its owner's to close); held leases are left to
         lapse (their streams own them)."""
         self.closed = True
+        self._windows.close()
