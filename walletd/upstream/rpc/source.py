@@ -11,6 +11,9 @@ Two ways, chosen by RPC_HISTORY_METHOD:
   right behind the first page, not after its answer: range pages start a round trip sooner
   (bench/README.md). A history of at most 100 transactions then pays for a listing it
   did not need, unless the first page answered while the listing still waited its turn.
+  The second page is asked for by the first page's token as soon as that answers, while
+  the listing (which range pages need) is still on its way; the listing's later pages
+  are each asked for as soon as the one before answers, ahead of the range pages.
   These filters are documented by Helius (https://www.helius.dev/docs/rpc/gettransactionsforaddress)
   and QuickNode (https://www.quicknode.com/docs/solana/getTransactionsForAddress). A slot
   may hold transactions of two pages: the range answer is trimmed to the page's listed
@@ -34,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 from walletd.errors import DataFetchError
@@ -55,6 +58,8 @@ from walletd.upstream.transport import METHOD_NOT_FOUND, RequestRefused
 log = logging.getLogger(__name__)
 
 HISTORY_METHODS = ("auto", "gtfa", "signatures")
+# Listing pages (1000 records each) fetched ahead of the one being cut into range pages.
+LISTINGS_AHEAD = 2
 
 
 class RpcSource(SignatureSource):
@@ -108,6 +113,7 @@ class RpcSource(SignatureSource):
             await _cancel(listing)
             raise
         self.gtfa = self._gtfa_answered = True
+        second: asyncio.Task[GtfaPage] | None = None
         first = _gtfa_page(data)
         anchor = _anchor(data[-1]) if data and token is not None else None
         if anchor is None:  # the whole history, or a last entry no range can start from
@@ -117,15 +123,19 @@ class RpcSource(SignatureSource):
         else:  # listed alongside, or at once while the first page is read
             if listing is None or _failed(listing):  # the early one may have been refused
                 listing = self._listing(wallet)  # while the first page was the breaker's probe
-            rest = self._gtfa_ranges(wallet, listing, anchor)
+            # The second page by the token, while the listing comes: range pages need it.
+            second = asyncio.create_task(self._client.transactions_for_address(wallet, token))
+            rest = self._gtfa_ranges(wallet, listing, anchor, second)
         try:
+            await asyncio.sleep(0)  # the calls just asked for go before the first page is read
             if first is not None:
                 yield first
             async for page in rest:
                 yield page
         finally:
             await rest.aclose()
-            await _cancel(listing)  # unless the range pages took it: never left running
+            await _cancel(listing)  # unless the range pages took them: never left running
+            await _cancel(second)
 
     def _listing(self, wallet: str) -> asyncio.Task[GtfaPage]:
         """The first listing call: the whole history's records, newest first."""
@@ -147,13 +157,23 @@ class RpcSource(SignatureSource):
             await _cancel(following)
 
     async def _gtfa_ranges(
-        self, wallet: str, listing: asyncio.Task[GtfaPage], anchor: str
+        self,
+        wallet: str,
+        listing: asyncio.Task[GtfaPage],
+        anchor: str,
+        second: asyncio.Task[GtfaPage],
     ) -> AsyncGenerator[TxPage, None]:
         """The pages after the first, cut from the listing, fetched by slot range in
-        parallel (paced and capped by the client) and yielded in order."""
+        parallel (paced and capped by the client) and yielded in order; the second page
+        from `second` (by the first page's token) as far as it holds the listed ones."""
+        asked: list[asyncio.Task[GtfaPage]] = [second]
+
+        def fetch(records: Records) -> Coroutine[Any, Any, TxPage]:
+            return self._range_page(wallet, records, asked.pop() if asked else None)
+
         pages = pipelined(
             _listed_batches(self._client, wallet, listing, anchor),
-            lambda records: self._range_page(wallet, records),
+            fetch,
             waiting_to_retry=lambda: self._client.waiting_to_retry,
             lookahead=self._lookahead,
             max_lookahead=self._max_lookahead,
@@ -165,14 +185,25 @@ class RpcSource(SignatureSource):
         finally:
             await pages.aclose()  # type: ignore[attr-defined]
 
-    async def _range_page(self, wallet: str, records: Records) -> TxPage:
+    async def _range_page(
+        self, wallet: str, records: Records, asked: asyncio.Task[GtfaPage] | None = None
+    ) -> TxPage:
         """The page of these listed records: their succeeded transactions asked for by
         the slot range they span (a range may hold other transactions of the wallet at
         its ends, and more than a page: its token continues it), failed ones stood in for.
+        What `asked` (a page already asked for) holds of them is taken from it instead:
+        the range is asked only if some are missing, or if that page failed.
         """
         listed = [r for position, r in enumerate(records) if _listed(r, position)]
         wanted = {r["signature"] for r in listed if r.get("err") is None}
         found: dict[str, dict[str, Any]] = {}
+        try:
+            data = (await asked)[0] if asked is not None else []
+        except DataFetchError:  # logged by the transport; the range may still answer
+            data = []
+        for tx in data:
+            if (signature := rpc_signature(tx)) in wanted:
+                found[str(signature)] = tx
         slots = [r["slot"] for r in listed]
         oldest, newest = min(slots, default=0), max(slots, default=0)
         token: str | None = None
@@ -247,17 +278,16 @@ async def _listed_batches(
     """The listed records after the anchor (the first page's last transaction), in
     batches of 100 as they come: the same pages as gTFA's own of 100, whose ends they
     are. Records up to the anchor are the first page's, or newer than it (transactions
-    that landed between the two calls): skipped. Each listing page is asked for as soon
-    as the previous one arrives."""
+    that landed between the two calls): skipped. The listing runs ahead on its own
+    (_listing_chain)."""
     cursor: str | None = anchor
     batch: Records = []
-    task: asyncio.Task[GtfaPage] | None = listing
+    listed: asyncio.Queue[Records | Exception | None] = asyncio.Queue(LISTINGS_AHEAD)
+    chain = asyncio.create_task(_listing_chain(client, wallet, listing, listed))
     try:
-        while task is not None:
-            records, token = await task
-            task = None
-            if token is not None and records:
-                task = asyncio.create_task(client.listing_for_address(wallet, token))
+        while (records := await listed.get()) is not None:
+            if isinstance(records, Exception):
+                raise records
             if cursor is not None:  # still within the first page's transactions
                 signatures = [r.get("signature") for r in records]
                 if cursor in signatures:
@@ -265,13 +295,36 @@ async def _listed_batches(
                 else:
                     records = []
             batch += records
-            while len(batch) >= BATCH or (task is None and batch):
+            while len(batch) >= BATCH:
                 yield batch[:BATCH]
                 batch = batch[BATCH:]
+        if batch:
+            yield batch
         if cursor is not None:
             raise DataFetchError("gtfa: the listing lacks the first page's last transaction")
     finally:
-        await _cancel(task)
+        await _cancel(chain)
+
+
+async def _listing_chain(
+    client: RpcClient,
+    wallet: str,
+    listing: asyncio.Task[GtfaPage],
+    out: asyncio.Queue[Records | Exception | None],
+) -> None:
+    """The listing's pages into `out`, each asked for as soon as the previous one
+    arrives, not when its batches are reached: a call that waits out a Retry-After
+    (a second) then rarely holds up the range pages, which LISTINGS_AHEAD pages of 1000
+    keep busy meanwhile. Then None; or, ending it, what a call raised."""
+    try:
+        records, token = await listing
+        await out.put(records)
+        while token is not None and records:
+            records, token = await client.listing_for_address(wallet, token)
+            await out.put(records)
+        await out.put(None)
+    except Exception as exc:  # handed to the reader, which raises it
+        await out.put(exc)
 
 
 def _failed(task: asyncio.Task[Any]) -> bool:
