@@ -27,6 +27,13 @@ near_sizes = st.integers(min_value=0, max_value=4).flatmap(
 
 
 @given(near_sizes)
+@example(b"\x01" + bytes(63))  # 256**63: the least number of 64 bytes
+@example(b"\xff" * 63)  # 256**63 - 1: the greatest of 63
+@example(bytes(1) + b"\x01" + bytes(62))  # a leading zero byte and 256**62
+@example(bytes(2) + b"\xff" * 62)
+@example(b"\x01" + bytes(31))
+@example(b"\xff" * 31)
+@example(b"\x01" + bytes(64))
 @example(bytes(32))
 @example(bytes(64))
 @example(b"\xff" * 64)

@@ -11,7 +11,7 @@ from typing import Any
 import base58
 import pytest
 
-from tests.fake_helius import FakeHelius
+from tests.fake_helius import FakeHelius, Kind
 from tests.fake_rpc import FakeRpc
 from tests.sse_client import parse
 from tests.support import WALLET
@@ -121,11 +121,14 @@ async def test_gtfa_lists_then_asks_pages_by_slot_range_with_token_accounts_aske
     assert (first.details, first.limit, first.pagination_token) == ("full", 100, None)
     assert first.filters == {"tokenAccounts": "balanceChanged"}
     listing = [c for c in rest if c.details == "signatures"]
-    assert [c.limit for c in listing] == [1000] * 3  # 2400 records after the first page
-    assert all(c.filters["slot"] == {"lte": rpc.histories[BIG].entries[99].slot} for c in listing)
-    ranges = [c for c in rest if c.details == "full"]
-    assert len(ranges) == 24 and all(c.pagination_token is None for c in ranges)
-    for page, call in enumerate(ranges, start=1):
+    assert [c.limit for c in listing] == [1000] * 3  # the whole history, newest first
+    assert all(c.filters == {"tokenAccounts": "balanceChanged"} for c in listing)
+    assert [bool(c.pagination_token) for c in listing] == [False, True, True]
+    # The second page by the first page's token, while the listing came; then ranges.
+    second, *ranges = [c for c in rest if c.details == "full"]
+    assert second.pagination_token and second.filters == first.filters
+    assert len(ranges) == 23 and all(c.pagination_token is None for c in ranges)
+    for page, call in enumerate(ranges, start=2):
         entries = rpc.histories[BIG].entries[100 * page : 100 * page + 100]
         slots = {"gte": entries[-1].slot, "lte": entries[0].slot}
         assert call.filters == {
@@ -133,9 +136,74 @@ async def test_gtfa_lists_then_asks_pages_by_slot_range_with_token_accounts_aske
             "status": "succeeded",
             "tokenAccounts": "balanceChanged",
         }
-    # Failed transactions are never downloaded after the first page.
+    # Failed transactions are never downloaded after the second page.
     downloaded = sum(c.returned or 0 for c in ranges)
-    assert downloaded == sum(1 for e in rpc.histories[BIG].entries[100:] if e.err is None)
+    assert downloaded == sum(1 for e in rpc.histories[BIG].entries[200:] if e.err is None)
+
+
+def first_page(entry: Any) -> bool:
+    return entry.details == "full" and entry.filters == {"tokenAccounts": "balanceChanged"}
+
+
+def first_listing(entry: Any) -> bool:
+    return entry.details == "signatures" and entry.pagination_token is None
+
+
+async def test_once_gtfa_answered_the_listing_goes_alongside_the_first_page(serve, rpc, helius_env):
+    expected = trades_events(await reference(serve, helius_env, BIG))
+    client = await serve(**rpc_env(rpc, "gtfa", CACHE_TTL=0))
+    assert trades_events(await body(client, BIG)) == expected
+    first, listing = rpc.log[:2]  # the first stream of the process: one after the other
+    assert first_page(first) and first_listing(listing) and first.t_end < listing.t
+    mark = len(rpc.log)
+    rpc.faults.latency_s = 0.05
+    assert trades_events(await body(client, BIG)) == expected
+    first, listing = rpc.log[mark : mark + 2]
+    assert first_page(first) and first_listing(listing)
+    assert listing.t < first.t_end  # asked before the first page had answered
+    assert len([e for e in rpc.log[mark:] if e.details == "signatures"]) == 3
+
+
+async def test_an_early_listing_that_failed_is_asked_again_after_the_first_page(
+    serve, rpc, helius_env
+):
+    expected = trades_events(await reference(serve, helius_env, BIG))
+    client = await serve(**rpc_env(rpc, "gtfa", CACHE_TTL=0))
+    await body(client, BIG)
+    mark = len(rpc.log)
+    rpc.faults.inject("status", status=400, when=first_listing)  # not retried
+    rpc.faults.inject("delay", delay_s=0.3, when=first_page)  # answers after that
+    assert trades_events(await body(client, BIG)) == expected
+    assert [e.status for e in rpc.log[mark:] if first_listing(e)] == [400, 200]
+
+
+def by_token(entry: Any) -> bool:
+    return entry.details == "full" and bool(entry.pagination_token)
+
+
+async def test_a_second_page_that_failed_is_asked_for_by_its_range(serve, rpc, helius_env):
+    expected = trades_events(await reference(serve, helius_env, BIG))
+    client = await serve(**rpc_env(rpc, "gtfa"))
+    rpc.faults.inject("rpc_error", code=-32602, message="invalid token", when=by_token)
+    assert trades_events(await body(client, BIG)) == expected
+    entries = rpc.histories[BIG].entries[100:200]
+    second = {"gte": entries[-1].slot, "lte": entries[0].slot}
+    asked = [e for e in rpc.log if e.filters and e.filters.get("slot") == second]
+    assert [e.status for e in asked] == [200]
+    assert [e.fault for e in rpc.log if by_token(e)] == [Kind.RPC_ERROR]
+
+
+async def test_the_listing_runs_ahead_of_the_range_pages(serve, rpc, helius_env):
+    """Each listing call goes as soon as the previous one answers, not when the range
+    pages reach its records: one that waits out a Retry-After holds nothing up."""
+    expected = trades_events(await reference(serve, helius_env, BIG))
+    ranges = lambda e: bool(e.filters) and "status" in e.filters  # noqa: E731
+    rpc.faults.inject("delay", delay_s=0.2, times=None, when=ranges)
+    client = await serve(**rpc_env(rpc, "gtfa", UPSTREAM_CONCURRENCY=8))  # 4 pages ahead
+    assert trades_events(await body(client, BIG)) == expected
+    listing = [e for e in rpc.log if e.details == "signatures"]
+    assert len(listing) == 3
+    assert listing[-1].t < min(e.t_end for e in rpc.log if ranges(e))
 
 
 def crowded_slots(txs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -185,6 +253,13 @@ async def test_first_trades_go_out_before_the_history_is_listed(serve, rpc):
     batches = [c.calls.count("getTransaction") for c in rpc.calls("batch")]
     succeeded = sum(1 for e in rpc.histories[BIG].entries if e.err is None)
     assert len(batches) == 25 and sum(batches) == succeeded  # failed ones never fetched
+
+
+async def test_the_first_batch_queues_ahead_of_the_next_signature_page(serve, rpc):
+    """The first trades wait for one batch, not for a listing the tenth batch needs."""
+    await body(await serve(**rpc_env(rpc, "signatures")), BIG)
+    methods = [e.method for e in rpc.log]
+    assert methods[:3] == ["getSignaturesForAddress", "batch", "getSignaturesForAddress"]
 
 
 async def new_rpc(aiohttp_server: Any, **options: Any) -> FakeRpc:
@@ -261,8 +336,10 @@ async def test_every_fault_heals_with_exactly_the_right_trades(
 async def test_retry_after_is_honoured(serve, rpc):
     rpc.faults.inject("status", times=1, status=429, retry_after=1)
     await body(await serve(**rpc_env(rpc, "gtfa")))
-    first, second = rpc.log[:2]
-    assert second.t - first.t >= 1.0
+    first = rpc.log[0]
+    assert first.status == 429
+    again = next(e for e in rpc.log[1:] if (e.details, e.filters) == (first.details, first.filters))
+    assert again.t - first.t >= 1.0
 
 
 @pytest.mark.parametrize("method", PATHS)

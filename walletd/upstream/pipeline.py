@@ -107,9 +107,11 @@ async def signature_batches(
     """Signature records in batches of 100, newest first, paging with `before` through
     `list_page(wallet, before, limit)` (getSignaturesForAddress).
 
-    The next page is asked for as soon as a full page arrives, so the transaction
-    batches never wait on a page boundary. A record whose signature is not base58 of 64
-    bytes is skipped and logged (upstream data is untrusted, SPEC §4).
+    The next page is asked for as soon as a full page's first batch is taken, so the
+    transaction batches never wait on a page boundary, and that batch's fetch (the first
+    trades, for the first page) queues for the rate limit ahead of the listing, which
+    ten batches need later. A record whose signature is not base58 of 64 bytes is
+    skipped and logged (upstream data is untrusted, SPEC §4).
     """
     page: asyncio.Task[Records] | None = asyncio.create_task(
         list_page(wallet, before, SIGNATURES_PAGE)
@@ -119,11 +121,11 @@ async def signature_batches(
             listed = await page
             records = [r for position, r in enumerate(listed) if _valid(r, position)]
             page = None
-            if len(listed) == SIGNATURES_PAGE and records:
-                cursor = records[-1]["signature"]
-                page = asyncio.create_task(list_page(wallet, cursor, SIGNATURES_PAGE))
             for start in range(0, len(records), BATCH):
                 yield records[start : start + BATCH]
+                if start == 0 and len(listed) == SIGNATURES_PAGE:  # resumed for batch 2
+                    cursor = records[-1]["signature"]
+                    page = asyncio.create_task(list_page(wallet, cursor, SIGNATURES_PAGE))
     finally:
         if page is not None:
             page.cancel()

@@ -92,13 +92,11 @@ class RpcClient:
             filters = {"slot": {"gte": slots[0], "lte": slots[1]}, "status": "succeeded"}
         return await self._gtfa(address, token, config, filters)
 
-    async def listing_for_address(
-        self, address: str, token: str | None, *, newest_slot: int
-    ) -> GtfaPage:
+    async def listing_for_address(self, address: str, token: str | None) -> GtfaPage:
         """One gTFA page of up to 1000 signature records (signature, slot, err...), newest
-        first, from slot `newest_slot` down: what range pages are cut from (rpc/source.py)."""
+        first: what range pages are cut from (rpc/source.py)."""
         config = {"transactionDetails": "signatures", "limit": GTFA_LISTING}
-        return await self._gtfa(address, token, config, {"slot": {"lte": newest_slot}})
+        return await self._gtfa(address, token, config, {})
 
     async def _gtfa(
         self, address: str, token: str | None, config: dict[str, Any], filters: dict[str, Any]
