@@ -118,6 +118,13 @@ async def test_two_processes_one_poller_and_a_killed_holder_loses_nothing(
             holder = instances[(await eventually(leases, what="one lease holder")).index(1)]
             survivor = next(s for s in instances if s is not holder)
 
+            # The survivor polls once, a beat after subscribing to the wallet's channel
+            # (what was published before that is not coming), then never while the
+            # holder lives.
+            async def survivor_polled() -> bool:
+                return await metric(http, survivor, "walletdoctor_live_poll_seconds_count") == 1
+
+            await eventually(survivor_polled, what="the survivor's one poll")
             # One poll per interval for 100 followers on two instances, by the holder.
             polled = [
                 await metric(http, s, "walletdoctor_live_poll_seconds_count")
