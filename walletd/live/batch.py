@@ -30,10 +30,13 @@ class LiveBatch:
     times: tuple[int | None, ...]  # each trade's block time, for the lag metric
     detected: float = field(default_factory=time.monotonic)
     body: bytes = b""
+    newest_time: int | None = None  # of its trades: the lag metric's, once per batch
 
     def __post_init__(self) -> None:
         body = sse.trades_prefix(self.head) + b",".join(self.objects)
         object.__setattr__(self, "body", body)
+        newest = max((t for t in self.times if t is not None), default=None)
+        object.__setattr__(self, "newest_time", newest)
 
     def __len__(self) -> int:
         return len(self.signatures)

@@ -50,7 +50,7 @@ class LiveBatchTimes(Protocol):
     def detected(self) -> float: ...
 
     @property
-    def times(self) -> tuple[int | None, ...]: ...
+    def newest_time(self) -> int | None: ...
 
 
 class StreamCounts(Protocol):
@@ -190,7 +190,7 @@ class Metrics:
     def live_delivered(self, batch: LiveBatchTimes) -> None:
         """A live batch was written to one follower."""
         self.live_write_delay.observe(time.monotonic() - batch.detected)
-        newest = max((t for t in batch.times if t is not None), default=None)
+        newest = batch.newest_time
         if newest is not None:
             self.live_lag.observe(max(time.time() - newest, 0.0))
 
