@@ -5,8 +5,10 @@ that arrived while the client was busy with a chunk was stamped late, so a stric
 burst-1 limiter saw two of walletd's requests closer together than they were sent and
 refused one. On loopback, tcpdump showed walletd's sends at least 21.4 ms apart (paced
 22 ms) while the in-process fake logged gaps down to 8 ms and answered 429s. In a
-process of its own, on the client's core at a higher priority, the fake sees requests
-as they come.
+process of its own, on the client's core at a higher priority, the fake is rarely held
+up by the client; what still holds it (the VM's vCPU taken away now and then) is
+undone by the relay in front of it, which stamps each request's arrival from the
+kernel (wire_relay.py).
 
 The child builds the fake with a top-level function of the benchmark (`build(args)`:
 it is pickled by name, so the child imports the benchmark), serves it, and serves its
@@ -29,6 +31,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from bench.wire_relay import WireRelay
 
 START_TIMEOUT_S = 120.0  # building 10,000 synthetic transactions takes seconds
 
@@ -68,6 +72,12 @@ class FakeProcess:
             raise RuntimeError(f"the fake upstream did not start: {info}")
         self._http = aiohttp.ClientSession()
         return info
+
+    @property
+    def pid(self) -> int:
+        """The fake's process id (a test stops it to play a stalled provider)."""
+        assert self._proc is not None
+        return int(self._proc.pid)
 
     async def entries(self, since: int = 0) -> list[Any]:
         """The fake's log entries from index `since` on."""
@@ -114,7 +124,9 @@ def _child(spec: FakeSpec, ready: Connection) -> None:
 async def _serve(spec: FakeSpec, ready: Connection) -> None:
     try:
         fake = spec.build(spec.args)
-        runner = await fake.serve(spec.host, spec.port)
+        # Behind a relay that stamps each request's arrival from the kernel (wire_relay.py).
+        runner = await fake.serve(spec.host, 0)
+        WireRelay(spec.host, spec.port, runner.addresses[0][1], fake.clock)
         control = web.Application()
         control.router.add_get("/log", lambda request: _log(fake, request))
         control_runner = web.AppRunner(control)

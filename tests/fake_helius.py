@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import enum
 import json
 import math
@@ -104,6 +105,16 @@ _HANG_POLL_S = 0.02
 _STOPPING = web.AppKey("fake_helius_stopping", asyncio.Event)
 
 Clock = Callable[[], float]
+
+
+def arrival(request: web.Request, clock: Clock) -> float:
+    """When `request` reached this host, on `clock`: the X-Arrival stamp of a wire
+    relay in front of the fake (bench/wire_relay.py), else now."""
+    stamped = request.headers.get("X-Arrival")
+    if stamped is not None:
+        with contextlib.suppress(ValueError):
+            return float(stamped)
+    return clock()
 
 
 class Kind(enum.StrEnum):
@@ -504,14 +515,14 @@ class FakeHelius:
         return app
 
     async def _rpc(self, request: web.Request) -> web.StreamResponse:
-        entry = LogEntry(t=self.clock(), endpoint=RPC)
+        entry = LogEntry(t=arrival(request, self.clock), endpoint=RPC)
         body = await request.read()
         message = _json_or_none(body)
         _describe_rpc(entry, message)
         return await self._serve(request, entry, lambda: self._answer_rpc(message))
 
     async def _enhanced(self, request: web.Request) -> web.StreamResponse:
-        entry = LogEntry(t=self.clock(), endpoint=TRANSACTIONS)
+        entry = LogEntry(t=arrival(request, self.clock), endpoint=TRANSACTIONS)
         body = await request.read()
         message = _json_or_none(body)
         asked = _asked_signatures(message)

@@ -77,6 +77,7 @@ import argparse
 import asyncio
 import base64
 import bisect
+import functools
 import itertools
 import json
 import math
@@ -101,6 +102,7 @@ try:  # as a module of the tests folder (pytest) or of the repository (python -m
         _hang,
         _reset_mid_body,
         _seconds,
+        arrival,
         synthetic_transactions,
     )
     from tests.rpc_shapes import to_rpc
@@ -115,6 +117,7 @@ except ImportError:  # pragma: no cover
         _hang,
         _reset_mid_body,
         _seconds,
+        arrival,
         synthetic_transactions,
     )
     from tests.rpc_shapes import to_rpc
@@ -167,6 +170,14 @@ class _Entry:
     block_time: int | None
     err: Any
     index: int  # transactionIndex
+    # The gTFA `signatures` record, encoded once (see FakeRpc._gtfa).
+    listed: orjson.Fragment | None = field(default=None, repr=False, compare=False)
+
+    def listing_record(self) -> orjson.Fragment:
+        if self.listed is None:
+            record = {**_signature_info(self), "transactionIndex": self.index}
+            self.listed = orjson.Fragment(orjson.dumps(record))
+        return self.listed
 
 
 @dataclass
@@ -258,7 +269,9 @@ class FakeRpc:
         if tx.get("version") == 0:
             self._v0.add(signature)
         meta = tx.get("meta") or {}
-        return _Entry(signature, tx.get("slot") or 0, tx.get("blockTime"), meta.get("err"), 0)
+        entry = _Entry(signature, tx.get("slot") or 0, tx.get("blockTime"), meta.get("err"), 0)
+        entry.listing_record()  # encoded now, not while a request waits to be stamped
+        return entry
 
     # --- URLs and the app ---
 
@@ -296,7 +309,7 @@ class FakeRpc:
         return [e for e in self.log if method is None or e.method == method or method in e.calls]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        entry = RpcLogEntry(t=self.clock())
+        entry = RpcLogEntry(t=arrival(request, self.clock))
         self.log.append(entry)
         try:
             message = _json_or_none(await request.read())
@@ -457,15 +470,17 @@ class FakeRpc:
         if order not in ("asc", "desc"):
             raise RpcError(-32602, "Invalid params: sortOrder")
         keep = _gtfa_filter(config.get("filters") or {})
-        positions = list(range(len(history.entries)))
-        if order == "asc":
-            positions.reverse()
-        else:  # newest first: straight to the first slot a `slot` upper bound admits
-            del positions[: _first_at_or_below(history, config.get("filters") or {})]
+        # Only the positions a `slot` range admits, and past the token's: scanning the
+        # rest of the history for a match that cannot come held this fake's loop (and so
+        # its arrival stamps) for milliseconds.
+        start, end = _slot_window(history, config.get("filters") or {})
         token = config.get("paginationToken")
-        if token is not None:
-            after = _token_position(token, history)
-            positions = positions[positions.index(after) + 1 :]
+        after = None if token is None else _token_position(token, history)
+        if order == "asc":
+            top = end if after is None else min(end, after)
+            positions = range(top - 1, start - 1, -1)
+        else:
+            positions = range(start if after is None else max(start, after + 1), end)
         # One more than the limit: a token only when another entry matches. Lazily: a
         # full scan per call stalled this fake's loop (and its arrival stamps) for ms.
         matching = (p for p in positions if keep(history.entries[p]))
@@ -477,7 +492,7 @@ class FakeRpc:
             if details == "full":
                 data.append(self._full_entry(entry, config))
             else:
-                data.append({**_signature_info(entry), "transactionIndex": entry.index})
+                data.append(entry.listing_record())
         last = history.entries[chosen[-1]] if chosen else None
         next_token = f"{last.slot}:{chosen[-1]}" if more and last is not None else None
         return {"data": data, "paginationToken": next_token}
@@ -580,14 +595,16 @@ def _gtfa_filter(filters: Any) -> Callable[[_Entry], bool]:
     return keep
 
 
-def _first_at_or_below(history: _History, filters: Mapping[str, Any]) -> int:
-    """The first position (newest first) whose slot a `slot` lte/lt filter admits."""
+def _slot_window(history: _History, filters: Mapping[str, Any]) -> tuple[int, int]:
+    """The positions (newest first, end excluded) whose slots a `slot` filter's bounds
+    admit: the history is ordered by slot, so both ends are found by bisection."""
     bounds = filters.get("slot") or {}
     uppers = [bounds[op] - below for op, below in (("lte", 0), ("lt", 1)) if op in bounds]
-    if not uppers:
-        return 0
-    highest = min(uppers)
-    return bisect.bisect_left(history.entries, -highest, key=lambda e: -e.slot)
+    lowers = [bounds[op] + above for op, above in (("gte", 0), ("gt", 1)) if op in bounds]
+    newest_first = functools.partial(bisect.bisect_left, history.entries, key=lambda e: -e.slot)
+    start = newest_first(-min(uppers)) if uppers else 0
+    end = newest_first(-max(lowers) + 1) if lowers else len(history.entries)
+    return start, max(start, end)
 
 
 def _bounds(
