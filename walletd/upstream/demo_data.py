@@ -165,12 +165,16 @@ def _token_transfer(
     }
 
 
-def _swap(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
+def _swap(
+    tx: dict[str, Any], wallet: _Wallet, rng: random.Random, *, distinct: bool = False
+) -> None:
     """A swap in Helius's shape: SOL, USDC or USDT against a token, USDC for USDT or back,
     or token for token via SOL.
 
     Every variant draws the same random numbers in the same order, so the shapes only
     change assets: the transactions, and which of them are trades, stay as documented.
+    A token for token may draw the same token twice, which nets to no trade; `distinct`
+    (live ticks, which are always trades) draws the second from the others.
     """
     me = wallet.address
     pool = _account("pool", rng.randint(0, 40))
@@ -194,7 +198,8 @@ def _swap(tx: dict[str, Any], wallet: _Wallet, rng: random.Random) -> None:
     token_sign = 1 if buying else -1
     quote_sign = -token_sign
     if kind > 0.9:  # token for token, routed through SOL: the route nets out
-        quote, quote_decimals = rng.choice(wallet.mints)
+        others = [m for m in wallet.mints if m[0] != mint] if distinct else []
+        quote, quote_decimals = rng.choice(others or wallet.mints)
         quote_raw = rng.randint(10**quote_decimals, 10**quote_decimals * 1_000_000)
         pool_quote = _account("vault", pool, quote)
         my_quote_account = _account("ata", me, quote)

@@ -100,5 +100,5 @@ class LiveTicks:
         signature = tick_signature(wallet.address, k, self.interval_s)
         slot = _GENESIS_SLOT + int((timestamp - _GENESIS_TIME) * _SLOTS_PER_SECOND)
         tx = blank_transaction(wallet, signature, slot, timestamp, source, fee)
-        _swap(tx, wallet, rng)
+        _swap(tx, wallet, rng, distinct=True)
         return tx
