@@ -49,6 +49,9 @@ class FakeSpec:
     control_port: int
     core: int | None
     describe: Callable[[Any, Any], Any] | None = None
+    # Behind wire_relay.py (arrivals stamped by the kernel); False: the fake stamps them
+    # when its event loop gets to them, as before the relay (for comparison).
+    relay: bool = True
 
 
 class FakeProcess:
@@ -124,9 +127,11 @@ def _child(spec: FakeSpec, ready: Connection) -> None:
 async def _serve(spec: FakeSpec, ready: Connection) -> None:
     try:
         fake = spec.build(spec.args)
-        # Behind a relay that stamps each request's arrival from the kernel (wire_relay.py).
-        runner = await fake.serve(spec.host, 0)
-        WireRelay(spec.host, spec.port, runner.addresses[0][1], fake.clock)
+        if spec.relay:  # stamps each request's arrival from the kernel (wire_relay.py)
+            runner = await fake.serve(spec.host, 0)
+            WireRelay(spec.host, spec.port, runner.addresses[0][1], fake.clock)
+        else:
+            runner = await fake.serve(spec.host, spec.port)
         control = web.Application()
         control.router.add_get("/log", lambda request: _log(fake, request))
         control_runner = web.AppRunner(control)

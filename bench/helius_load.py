@@ -577,6 +577,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--burst", type=float, default=1.0, help="the fake's bucket size")
     parser.add_argument(
+        "--loop-stamps",
+        action="store_true",
+        help="no wire relay: the fake stamps arrivals when its loop gets to them (the old way)",
+    )
+    parser.add_argument(
         "--shared-rps", action="store_true", help="one limit for both endpoints (default: each)"
     )
     parser.add_argument("--streams", type=int, default=50, help="concurrent streams")
@@ -597,7 +602,16 @@ async def run_all(run: Run) -> None:
     args = run.args
     port = free_port()
     fake = FakeProcess(
-        FakeSpec(build_fake, args, HOST, port, free_port(), CLIENT_CORE, expected_calls)
+        FakeSpec(
+            build_fake,
+            args,
+            HOST,
+            port,
+            free_port(),
+            CLIENT_CORE,
+            expected_calls,
+            relay=not args.loop_stamps,
+        )
     )
     print(f"fake Helius: building {args.signatures:,} synthetic transactions", flush=True)
     try:

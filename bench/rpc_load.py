@@ -172,6 +172,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="upstream latency")
     parser.add_argument("--rps", type=float, default=50.0, help="fake's limit and UPSTREAM_RPS")
     parser.add_argument("--burst", type=float, default=1.0, help="the fake's bucket size")
+    parser.add_argument(
+        "--loop-stamps",
+        action="store_true",
+        help="no wire relay: the fake stamps arrivals when its loop gets to them (the old way)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 round, 2,000 transactions")
     add_loop_arg(parser)
@@ -200,7 +205,9 @@ async def run_all(run: Run) -> None:
     args = run.args
     print(f"fake RPC: building {args.signatures:,} synthetic transactions", flush=True)
     port = free_port()
-    fake = FakeProcess(FakeSpec(build_fake, args, HOST, port, free_port(), CLIENT_CORE))
+    fake = FakeProcess(
+        FakeSpec(build_fake, args, HOST, port, free_port(), CLIENT_CORE, relay=not args.loop_stamps)
+    )
     provider = Provider(fake, port)
     try:
         await fake.start()
