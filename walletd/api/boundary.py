@@ -46,9 +46,34 @@ HSTS = "max-age=31536000; includeSubDomains"
 _SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
 
 
-def new_request_id() -> str:
-    """32 random hex digits (uuid4().hex's shape, a fifth of its cost)."""
-    return os.urandom(16).hex()
+class _RandomHex:
+    """32 random hex digits at a time, cut from a batch of os.urandom's: one getrandom(2)
+    per REQUEST_ID_BATCH requests instead of one per request (raw aiohttp makes none).
+    Still random rather than a counter behind a random prefix: a counter would show
+    anyone holding two ids how many requests this process served in between."""
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+
+    def __call__(self) -> str:
+        at = self._at
+        if at == len(self._hex):
+            self._hex = os.urandom(16 * REQUEST_ID_BATCH).hex()
+            at = 0
+        self._at = at + 32
+        return self._hex[at : at + 32]
+
+    def forget(self) -> None:
+        """In a forked child: parent and child must not hand out the same ids."""
+        self._hex = ""
+        self._at = 0
+
+
+REQUEST_ID_BATCH = 256
+# One per process, like the system's random source it draws on.
+new_request_id = _RandomHex()
+os.register_at_fork(after_in_child=new_request_id.forget)
 
 
 def guard(app: web.Application, resource: web.AbstractResource | None, handler: Handler) -> Handler:
