@@ -1,4 +1,4 @@
-"""create_app: the only place that wires settings, sources, middlewares and routes."""
+"""create_app: the only place that wires settings, sources and routes."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def add_response_headers(
     request: web.Request, resp: web.StreamResponse, app: web.Application
 ) -> None:
     """The headers every response carries: security headers, the request id, RateLimit-*
-    and CORS. Set by the middleware on the response a handler returns, and by a stream
+    and CORS. Set by the boundary on the response a handler returns, and by a stream
     before its prepare(); not from an on_response_prepare hook, whose signal dispatch
     alone cost about 3 % of a /health request (bench/request_load.py)."""
     headers = resp.headers

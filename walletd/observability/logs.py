@@ -178,7 +178,7 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         # Resolved through TRUSTED_PROXIES by access.admission, as on the stream lines;
-        # the peer only for requests aiohttp refused before any middleware.
+        # the peer only for requests aiohttp refused before routing.
         client_ip = request.get(CLIENT_IP)
         if client_ip is None:
             client_ip = request.remote
