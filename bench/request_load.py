@@ -1,11 +1,12 @@
 """Per-request cost of walletd's whole request chain, as ratios to a bare aiohttp server.
 
-Every request walletd answers runs its chain: the boundary middleware (request id, error
-rendering, the HTTP request counter), admission (client address, size checks, API key,
-rate limit), the on_response_prepare hooks (security headers, RateLimit-*, CORS) and the
-access log. This loads two cheap endpoints through it, with everything on as in
-production (`LOG_LEVEL=INFO` JSON lines to a file, `ALLOWED_ORIGINS` and an `Origin` on
-every request, metrics), and the same endpoints of raw_server.py:
+Every request walletd answers runs its chain: the boundary every route's handler is
+wrapped in (request id, error rendering, the HTTP request counter), admission (client
+address, size checks, API key, rate limit), the headers of every response (security
+headers, RateLimit-*, CORS) and the access log. This loads two cheap endpoints through
+it, with everything on as in production (`LOG_LEVEL=INFO` JSON lines to a file,
+`ALLOWED_ORIGINS` and an `Origin` on every request, metrics), and the same endpoints of
+raw_server.py:
 
     health   GET /health
     400      the stream route with `?limit=x`: 400 INVALID_PARAMETER right after access

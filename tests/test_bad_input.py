@@ -110,6 +110,9 @@ async def test_repeated_parameter_is_400(serve):
         f"/v4/wallet/{WALLET}",
         f"/v4/wallet/{WALLET}/stream/x",
         "/v3/x",
+        "/health%0A",  # the catch-all route takes paths with any character
+        "/%0A/x",
+        "/health/",
     ],
 )
 async def test_unknown_route_is_404(serve, path):
@@ -130,6 +133,28 @@ async def test_wrong_method_on_stream_is_405(serve, method):
 async def test_wrong_method_on_health_is_405(serve):
     client = await serve()
     await assert_error(await client.post("/health", data=b"x"), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [  # OPTIONS: CORS preflights (every origin in development)
+        ("/health", "GET,HEAD,OPTIONS"),
+        (f"/v4/wallet/{WALLET}/stream", "GET,OPTIONS"),
+        ("/static/app.js", "GET,HEAD,OPTIONS"),
+    ],
+)
+async def test_405_allows_the_methods_of_the_path(serve, path, allow):
+    client = await serve()
+    resp = await client.put(path)
+    assert resp.headers["Allow"] == allow
+    await assert_error(resp, 405, "METHOD_NOT_ALLOWED")
+
+
+async def test_head_of_an_unknown_path_is_404_without_a_body(serve):
+    client = await serve()
+    resp = await client.head("/nope")
+    assert resp.status == 404 and resp.headers["X-Request-ID"]
+    assert await resp.read() == b""
 
 
 async def test_request_line_over_8kb_is_414(serve):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import re
+
 import pytest
 
 from tests.support import WALLET
-from walletd.api.boundary import HSTS, SECURITY_HEADERS
+from walletd.api.boundary import HSTS, REQUEST_ID_BATCH, SECURITY_HEADERS, new_request_id
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
 APP = "https://app.example.com"
@@ -121,3 +125,32 @@ async def test_security_headers_on_every_kind_of_response(serve, production):
             "431": 431,
             "429": 429,
         }
+
+
+async def test_generated_request_ids_are_distinct_random_hex_across_batches(serve):
+    client = await serve()
+    ids = []
+    for _ in range(REQUEST_ID_BATCH + 10):  # over a batch boundary of the random pool
+        resp = await client.get("/health")
+        ids.append(resp.headers["X-Request-ID"])
+        await resp.read()
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    # Random, not a counter: consecutive ids differ in most of their 32 digits.
+    same = [sum(x == y for x, y in zip(a, b, strict=True)) for a, b in itertools.pairwise(ids)]
+    assert max(same) < 16
+
+
+def test_a_forked_child_draws_request_ids_of_its_own():
+    new_request_id()  # the pool is filled: a child would inherit it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id, then leave without pytest's teardown
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert re.fullmatch(r"[0-9a-f]{32}", child)
+    assert child != new_request_id()

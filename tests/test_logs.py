@@ -113,6 +113,28 @@ async def test_access_and_stream_lines_name_the_same_client(server_factory, trus
     assert [r["client_ip"] for r in lines.values()] == [expected, expected]
 
 
+async def test_access_lines_name_the_route_and_none_for_unknown_paths(server_factory):
+    """`route` is the matched route's template; unknown paths and methods have none."""
+    server = await server_factory(LOG_LEVEL="INFO", ALLOWED_ORIGINS="https://app.example.com")
+    asked = {
+        ("GET", f"/v4/wallet/{WALLET}/stream?limit=x"): (400, "/v4/wallet/{address}/stream"),
+        ("GET", "/health"): (200, "/health"),
+        ("OPTIONS", "/health"): (200, "/health"),  # a preflight, answered by aiohttp-cors
+        ("GET", "/no/such/route"): (404, None),
+        ("POST", "/health"): (405, None),
+    }
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+    async with aiohttp.ClientSession() as http:
+        for method, path in asked:
+            headers = {"X-Request-ID": f"{method}-{len(path)}", **preflight}
+            async with http.request(method, f"{server.url}{path}", headers=headers) as resp:
+                assert resp.status == asked[method, path][0]
+    access = {r["request_id"]: r for r in await finish(server) if r["message"] == "http_request"}
+    for (method, path), (status, route) in asked.items():
+        line = access[f"{method}-{len(path)}"]
+        assert (line["status"], line["route"]) == (status, route), (method, path)
+
+
 def test_the_direct_access_line_is_the_formatters_line():
     """AccessLogger writes JSON lines without a LogRecord: same keys, order and values."""
 

@@ -74,6 +74,21 @@ async def test_counters_equal_what_clients_received(serve):
     assert m.value(requests, route=route, method="GET", status="400") == 1
 
 
+async def test_unknown_paths_and_methods_are_counted_as_unmatched(serve):
+    client = await serve(ALLOWED_ORIGINS="https://app.example.com")
+    assert (await client.get("/no/such/route")).status == 404
+    assert (await client.post("/health")).status == 405
+    assert (await client.delete("/nope")).status == 404
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+    assert (await client.options("/health", headers=preflight)).status == 200
+    m = await scrape(client)
+    requests = "walletdoctor_http_requests_total"
+    assert m.value(requests, route="unmatched", method="GET", status="404") == 1
+    assert m.value(requests, route="unmatched", method="other", status="405") == 1
+    assert m.value(requests, route="unmatched", method="other", status="404") == 1
+    assert m.value(requests, route="/health", method="OPTIONS", status="200") == 1
+
+
 async def test_the_specs_names_are_exposed_exactly(serve):
     client = await serve()
     text = (await scrape(client)).text

@@ -1,4 +1,4 @@
-"""create_app: the only place that wires settings, sources, middlewares and routes."""
+"""create_app: the only place that wires settings, sources and routes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from walletd.api.boundary import PARSER_LIMITS, boundary
+from walletd.api.boundary import PARSER_LIMITS, add_get, add_unmatched, guard
 from walletd.api.cors import enable_cors
 from walletd.api.demo_page import add_demo_routes
 from walletd.api.health import health, ready
@@ -74,12 +74,10 @@ def create_app(
     `breaker` the upstream circuit breaker, `clock` the monotonic clock of the request
     windows and stream caps, and `wall_clock` the unix time of the demo source's live
     trades (tests move them instead of sleeping)."""
-    app = web.Application(
-        # The only middleware: request id and log context; oversized requests, who is
-        # calling, how often, with what scope; every error rendered once; HTTP metrics.
-        middlewares=[boundary],
-        handler_args=PARSER_LIMITS,
-    )
+    # No middleware: every route's handler is wrapped in the boundary (request id and
+    # log context; oversized requests, who is calling, how often, with what scope; every
+    # error rendered once; HTTP metrics) as it is added, down to the catch-all of 404/405.
+    app = web.Application(handler_args=PARSER_LIMITS)
     app[SETTINGS] = settings
     app[FLAGS] = FeatureFlags(settings)
     app[LIFECYCLE] = Lifecycle()
@@ -153,14 +151,16 @@ def create_app(
     app.cleanup_ctx.append(housekeeping)
     app.on_startup.append(_mark_ready)
     app.on_shutdown.append(_drain_streams)
-    app.router.add_get(STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
-    app.router.add_get("/health", health, name="health")
-    app.router.add_get("/ready", ready, name="ready")
+    add_get(app, STREAM_ROUTE, stream_handler, allow_head=False, name="stream")
+    add_get(app, "/health", health, name="health")
+    add_get(app, "/ready", ready, name="ready")
     if settings.metrics_port is None:  # else only on its own loopback listener (cli.py)
-        app.router.add_get("/metrics", app[METRICS].handler(), name="metrics")
-    app.router.add_get("/openapi.json", openapi_handler, name="openapi")
+        add_get(app, "/metrics", app[METRICS].handler(), name="metrics")
+    add_get(app, "/openapi.json", openapi_handler, name="openapi")
     add_demo_routes(app)  # GET / and its assets, while FEATURE_DEMO_PAGE is on
-    enable_cors(app, settings.allowed_origins)  # last: it covers the routes above
+    # After the routes above, which it covers; its preflight routes get the boundary too.
+    enable_cors(app, settings.allowed_origins, lambda r, h: guard(app, r, h))
+    add_unmatched(app)  # last: every path the routes above do not take
     return app
 
 

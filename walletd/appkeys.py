@@ -43,6 +43,8 @@ ALERTS: web.AppKey[AlertMonitor] = web.AppKey("alerts")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
+# The matched route's canonical path, None for unknown paths and methods (access lines).
+ROUTE: web.RequestKey[str | None] = web.RequestKey("route")
 # The caller's key, when keys are required.
 API_KEY: web.RequestKey[KeyRecord] = web.RequestKey("api_key")
 # Whom limits count: "key:<id>" or "ip:<address>".

@@ -1,5 +1,6 @@
-"""The one middleware (request context, access control, error boundary) and the headers
-every response carries."""
+"""The boundary every route's handler is wrapped in (request context, access control,
+error rendering, metrics), the catch-all route of 404/405, and the headers every response
+carries."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import re
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from walletd.api.cors import cors_headers
-from walletd.appkeys import METRICS, REQUEST_ID, SETTINGS
-from walletd.auth.middleware import admission, rate_limit_headers
+from walletd.appkeys import METRICS, REQUEST_ID, ROUTE, SETTINGS
+from walletd.auth.middleware import ROUTE_SCOPES, admission, rate_limit_headers
 from walletd.errors import (
     Forbidden,
     InternalError,
@@ -45,55 +46,121 @@ HSTS = "max-age=31536000; includeSubDomains"
 _SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
 
 
-def new_request_id() -> str:
-    """32 random hex digits (uuid4().hex's shape, a fifth of its cost)."""
-    return os.urandom(16).hex()
+class _RandomHex:
+    """32 random hex digits at a time, cut from a batch of os.urandom's: one getrandom(2)
+    per REQUEST_ID_BATCH requests instead of one per request (raw aiohttp makes none).
+    Still random rather than a counter behind a random prefix: a counter would show
+    anyone holding two ids how many requests this process served in between."""
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+
+    def __call__(self) -> str:
+        at = self._at
+        if at == len(self._hex):
+            self._hex = os.urandom(16 * REQUEST_ID_BATCH).hex()
+            at = 0
+        self._at = at + 32
+        return self._hex[at : at + 32]
+
+    def forget(self) -> None:
+        """In a forked child: parent and child must not hand out the same ids."""
+        self._hex = ""
+        self._at = 0
 
 
-@web.middleware
-async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The only middleware: a request id for the response and every log line, access
+REQUEST_ID_BATCH = 256
+# One per process, like the system's random source it draws on.
+new_request_id = _RandomHex()
+os.register_at_fork(after_in_child=new_request_id.forget)
+
+
+def guard(app: web.Application, resource: web.AbstractResource | None, handler: Handler) -> Handler:
+    """`handler` behind the boundary, for `resource`'s routes (None: the catch-all of
+    unknown paths and methods): a request id for the response and every log line, access
     control (walletd/auth/middleware.py `admission`), SPEC §2 JSON for every error
     (nothing internal reaches the client), and the request counted by route and status.
+
+    Wrapped at registration rather than run as an aiohttp middleware: a middleware brings
+    aiohttp's per-app wrapper (another coroutine, and a cached rebuild of the chain) into
+    every request, and one more frame held for as long as a stream lives (idle streams
+    are counted by the ten thousand). What a request needs of its route (the metric
+    label, the scope) is worked out here once.
 
     aiohttp runs each request in a task of its own, so the log context set here and
     below is this request's alone and ends with it. Streams render their own failures
     as `error` events once prepared; an exception escaping a prepared response can only
-    be logged. One middleware rather than several: each holds a coroutine frame for as
-    long as a stream lives (idle streams are counted by the ten thousand), and costs a
-    call per request (bench/request_load.py).
+    be logged.
     """
-    given = request.headers.get("X-Request-ID")
-    if given is None or not _SAFE_REQUEST_ID.fullmatch(given):
-        given = new_request_id()
-    request[REQUEST_ID] = given
-    request_id_var.set(given)
-    app = request.app  # once: each lookup walks the match info
-    status: int | str = "client_closed"  # unless a response comes back
-    try:
+    route = resource.canonical if resource is not None else None
+    label = route or "unmatched"
+    scope = ROUTE_SCOPES.get(resource.name or "") if resource is not None else None
+    metrics = app[METRICS]
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("X-Request-ID")
+        if given is None or not _SAFE_REQUEST_ID.fullmatch(given):
+            given = new_request_id()
+        request[REQUEST_ID] = given
+        request[ROUTE] = route
+        request_id_var.set(given)
+        status: int | str = "client_closed"  # unless a response comes back
         try:
-            await admission(request, app)
-            resp = await handler(request)
-        except WalletdError as exc:
-            resp = error_response(request, exc)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                add_response_headers(request, exc, app)
-                raise  # redirects and the like are not errors
-            resp = error_response(request, _from_http(exc))
-            if "Allow" in exc.headers:
-                resp.headers["Allow"] = exc.headers["Allow"]
-        except Exception:
-            log.exception("unhandled_error", extra={"path": request.path})
-            resp = error_response(request, InternalError())
-        status = resp.status
-    finally:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        app[METRICS].http_request(route, request.method, status)
-    if not resp.prepared:  # a stream's were added before its prepare()
-        add_response_headers(request, resp, app)
-    return resp
+            try:
+                await admission(request, app, scope)
+                resp = await handler(request)
+            except WalletdError as exc:
+                resp = error_response(request, exc)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    add_response_headers(request, exc, app)
+                    raise  # redirects and the like are not errors
+                resp = error_response(request, _from_http(exc))
+                if "Allow" in exc.headers:
+                    resp.headers["Allow"] = exc.headers["Allow"]
+            except Exception:
+                log.exception("unhandled_error", extra={"path": request.path})
+                resp = error_response(request, InternalError())
+            status = resp.status
+        finally:
+            metrics.http_request(label, request.method, status)
+        if not resp.prepared:  # a stream's were added before its prepare()
+            add_response_headers(request, resp, app)
+        return resp
+
+    return guarded
+
+
+def add_get(
+    app: web.Application, path: str, handler: Handler, *, name: str, allow_head: bool = True
+) -> web.Resource:
+    """`router.add_get` with the handler behind the boundary (`guard`)."""
+    resource = app.router.add_resource(path, name=name)
+    guarded = guard(app, resource, handler)
+    if allow_head:
+        resource.add_route(hdrs.METH_HEAD, guarded)
+    resource.add_route(hdrs.METH_GET, guarded)
+    return resource
+
+
+def add_unmatched(app: web.Application) -> None:
+    """The last route: SPEC §2's 404 for an unknown path, 405 (with `Allow`) for a known
+    path and another method. aiohttp's router tries a matching path's other resources
+    when the method does not match, and reaches this one whatever the path, so which of
+    the two it is, is worked out here, from the routes above; only for errors."""
+    catch_all = app.router.add_resource(r"/{path:[\s\S]*}")
+
+    async def unmatched(request: web.Request) -> web.StreamResponse:
+        allowed: set[str] = set()
+        for resource in app.router.resources():
+            if resource is not catch_all:
+                allowed |= (await resource.resolve(request))[1]
+        if allowed:  # rendered by the boundary, as aiohttp's own 405 was, Allow and all
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+    catch_all.add_route(hdrs.METH_ANY, guard(app, None, unmatched))
 
 
 def _from_http(exc: web.HTTPException) -> WalletdError:
@@ -132,7 +199,7 @@ def add_response_headers(
     request: web.Request, resp: web.StreamResponse, app: web.Application
 ) -> None:
     """The headers every response carries: security headers, the request id, RateLimit-*
-    and CORS. Set by the middleware on the response a handler returns, and by a stream
+    and CORS. Set by the boundary on the response a handler returns, and by a stream
     before its prepare(); not from an on_response_prepare hook, whose signal dispatch
     alone cost about 3 % of a /health request (bench/request_load.py)."""
     headers = resp.headers

@@ -7,6 +7,7 @@ visitor's browser send its cookies and HTTP auth here and read the answer.
 
 Preflight requests are answered by aiohttp-cors's own OPTIONS routes, which carry no
 scope: they are neither authenticated nor counted (a browser sends no key with them).
+Their handler goes behind the boundary like every other route's (`Guard`).
 The headers of actual requests are set by `cors_headers`, with every response's other
 headers (boundary.add_response_headers), in place of aiohttp-cors's own hook, which
 walked its router adapter and a ChainMap of options for every response (about 5 % of
@@ -15,11 +16,15 @@ a /health request's CPU, bench/request_load.py) to set the same two headers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp_cors
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp_cors.cors_config import _CorsConfigImpl
+from aiohttp_cors.urldispatcher_router_adapter import ResourcesUrlDispatcherRouterAdapter
 from multidict import CIMultiDict
 
 # Readable by the page: the stream's and request's ids, and the rate-limit state.
@@ -64,8 +69,29 @@ def cors_headers(request: web.Request, app: web.Application, headers: CIMultiDic
     headers["Access-Control-Allow-Origin"] = origin
 
 
-def enable_cors(app: web.Application, origins: tuple[str, ...]) -> None:
-    """CORS on every route added so far; nothing at all without origins."""
+# Puts a resource's handler behind the request boundary (boundary.guard).
+Guard = Callable[[web.AbstractResource, Handler], Handler]
+
+
+class _GuardedRoutes(ResourcesUrlDispatcherRouterAdapter):
+    """aiohttp-cors's router adapter, with each preflight route's handler guarded."""
+
+    def __init__(self, router: web.UrlDispatcher, defaults: Any, guard: Guard) -> None:
+        super().__init__(router, defaults)
+        self._guard = guard
+
+    # The abstract adapter's signature has a `webview` flag that this one never had.
+    def add_preflight_handler(self, routing_entity: Any, handler: Handler) -> None:  # type: ignore[override]
+        if isinstance(routing_entity, web.Resource) and not self.is_cors_for_resource(
+            routing_entity
+        ):
+            handler = self._guard(routing_entity, handler)
+        super().add_preflight_handler(routing_entity, handler)  # routes come back here
+
+
+def enable_cors(app: web.Application, origins: tuple[str, ...], guard: Guard) -> None:
+    """CORS on every route added so far, its preflight routes behind `guard`; nothing
+    at all without origins."""
     if not origins:
         return
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
@@ -75,7 +101,9 @@ def enable_cors(app: web.Application, origins: tuple[str, ...]) -> None:
         allow_methods=["GET"],
         max_age=MAX_AGE_S,
     )
-    cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
+    defaults = dict.fromkeys(origins, options)
+    adapter = _GuardedRoutes(app.router, defaults, guard)
+    cors = aiohttp_cors.CorsConfig(app, defaults=defaults, router_adapter=adapter)
     routes = list(app.router.routes())
     for route in routes:
         cors.add(route)

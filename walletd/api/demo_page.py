@@ -9,6 +9,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from walletd.api.boundary import add_get
 from walletd.appkeys import FLAGS
 from walletd.errors import NotFound
 
@@ -68,5 +69,5 @@ async def static_asset(request: web.Request) -> web.Response:
 
 def add_demo_routes(app: web.Application) -> None:
     """Public routes (no key, not rate limited): GET / and GET /static/{name}."""
-    app.router.add_get("/", index, name="demo_page")
-    app.router.add_get("/static/{name}", static_asset, name="demo_static")
+    add_get(app, "/", index, name="demo_page")
+    add_get(app, "/static/{name}", static_asset, name="demo_static")

@@ -165,7 +165,7 @@ def header_refs(*names: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 RATE_LIMIT = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
-# On every response: the boundary middleware runs before routing, even for 404s.
+# On every response: every route is behind the boundary, the catch-all of 404s included.
 REQUEST_ID = header_refs("X-Request-ID", required=("X-Request-ID",))
 
 

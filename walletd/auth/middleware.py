@@ -1,9 +1,9 @@
 """Access control (SPEC §3): who is calling, how often, and what they may do.
 
-Run by the one middleware (walletd/api/boundary.py), in this order: the request size
-checks, then identify the caller (an
-API key when keys are required, else the client address), count the request against the
-caller's sliding window, then check the key's scope. Counting before the scope check
+Run by the boundary of every route (walletd/api/boundary.py), in this order: the request
+size checks, then identify the caller (an API key when keys are required, else the client
+address), count the request against the caller's sliding window, then check the key's
+scope. Counting before the scope check
 follows the SPEC: every authenticated request counts, whatever its outcome, except those
 the limiter refuses. Routes without a scope (/health, /ready) are neither authenticated
 nor counted: load balancers poll them.
@@ -54,14 +54,14 @@ MAX_LINE_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 
 
-async def admission(request: web.Request, app: web.Application) -> None:
-    """Before the handler: who the client is, requests too large, then access control."""
+async def admission(request: web.Request, app: web.Application, scope: str | None) -> None:
+    """Before the handler: who the client is, requests too large, then access control
+    for routes with a `scope` (ROUTE_SCOPES)."""
     # First, so that every line of this request names the client, refusals and the
     # access line (logs.AccessLogger reads CLIENT_IP) included.
     ip = request[CLIENT_IP] = client_ip(request, app[SETTINGS].trusted_proxies)
     client_ip_var.set(ip)
     check_request_size(request)
-    scope = ROUTE_SCOPES.get(request.match_info.route.name or "")
     # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
     if scope is not None and request.method != "OPTIONS":
         await admit(request, app, ip, scope)

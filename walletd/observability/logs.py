@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 import orjson
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, Request, StreamResponse
+from aiohttp.web import BaseRequest, StreamResponse
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from walletd.appkeys import CLIENT_IP, REQUEST_ID
+from walletd.appkeys import CLIENT_IP, REQUEST_ID, ROUTE
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -177,12 +177,8 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        try:
-            resource = request.match_info.route.resource if isinstance(request, Request) else None
-        except AssertionError:  # requests aiohttp builds for unparseable input have no route
-            resource = None
         # Resolved through TRUSTED_PROXIES by access.admission, as on the stream lines;
-        # the peer only for requests aiohttp refused before any middleware.
+        # the peer only for requests aiohttp refused before routing.
         client_ip = request.get(CLIENT_IP)
         if client_ip is None:
             client_ip = request.remote
@@ -195,7 +191,9 @@ class AccessLogger(AbstractAccessLogger):
             "request_id": request.get(REQUEST_ID),
             "method": request.method,
             "path": request.path,
-            "route": resource.canonical if resource is not None else None,
+            # Set by the boundary (None for unknown paths); absent for requests aiohttp
+            # refused before routing.
+            "route": request.get(ROUTE),
             "status": response.status,
             "bytes": response.body_length,
             "duration_ms": round(time * 1000, 3),
