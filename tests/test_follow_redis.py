@@ -164,9 +164,10 @@ async def test_one_pubsub_connection_per_process_whatever_the_wallets(
         # One pub/sub connection per instance, subscribed to every wallet's channel; no
         # connection more than with one wallet.
         assert [int(c["sub"]) for c in await subscribers()] == [9, 9]
-        # (A connection per wallet would add 16. The pools may still grow by one or
-        # two while warming up: commands of the limiter and the lease rounds overlap.)
-        assert len(await redis_client.client_list()) <= connections + 2
+        # A connection per wallet would add 16 (8 per instance). The pools may still grow
+        # by a few while warming up: commands of the limiter and the lease rounds overlap,
+        # the more so on a loaded machine (3 seen while other tests ran beside).
+        assert len(await redis_client.client_list()) < connections + len(OTHERS)
         # And it delivers: a trade polled by one instance reaches both.
         landed = Landing(fake).land(1)
         for reader in readers[:2]:
