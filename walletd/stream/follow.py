@@ -236,25 +236,26 @@ class FollowStream(WalletStream):
             or self.request.protocol.writing_paused
         ):
             return False
-        if len(batch):
-            await self._send_frame(batch.body, batch.head, len(batch), wait=False)
-            self.request.app[METRICS].live_delivered(batch)
-        self.position = batch.head
+        await self._advance(batch, range(len(batch)), wait=False)
         return True
 
     async def _place(self, batch: LiveBatch) -> None:
         """Send what `batch` holds past our position (see the module docstring)."""
         position = self.position
         if batch.since == position:
-            await self._send(batch, self._fresh(batch, None))
+            await self._advance(batch, self._fresh(batch, None))
         elif (at := batch.index(position)) is not None:
-            await self._send(batch, self._fresh(batch, at))
+            await self._advance(batch, self._fresh(batch, at))
         elif batch.head == position or batch.head in self.covered:
             return  # all of it is behind us
         else:
             await self._catch_up(verify=False, send=True)
-            return
-        self.covered = _NOTHING  # from here on batches follow each other
+
+    async def _advance(self, batch: LiveBatch, chosen: Sequence[int], *, wait: bool = True) -> None:
+        """Send trades `chosen` of `batch` and stand at its head: from here on batches
+        follow each other."""
+        await self._send(batch, chosen, wait=wait)
+        self.covered = _NOTHING
         self.position = batch.head
 
     def _fresh(self, batch: LiveBatch, before: int | None) -> list[int]:
@@ -288,14 +289,15 @@ class FollowStream(WalletStream):
         else:
             self.pending.append((batch, chosen))
 
-    async def _send(self, batch: LiveBatch, chosen: list[int]) -> None:
+    async def _send(self, batch: LiveBatch, chosen: Sequence[int], *, wait: bool = True) -> None:
         """Send trades `chosen` of `batch` in events of at most SSE_BATCH_SIZE, oldest
         first; the last event's id is the batch's head. The whole batch is one event of
-        prebuilt bytes plus this connection's `batch` and `total`."""
+        prebuilt bytes plus this connection's `batch` and `total` (`wait=False`: written
+        without suspending, see `_write`)."""
         size = self.settings.sse_batch_size
         if len(chosen) == len(batch) <= size:
             if chosen:
-                await self._send_frame(batch.body, batch.head, len(chosen))
+                await self._send_frame(batch.body, batch.head, len(chosen), wait=wait)
         else:
             for start in range(0, len(chosen), size):
                 part = chosen[start : start + size]
