@@ -32,13 +32,13 @@ from tests.browser import (
 from tests.sse_client import Stream, parse
 from tests.support import WALLET, ServeFn
 from tests.walletd_process import Server, serve_args, walletd
-from walletd.api.boundary import SECURITY_HEADERS
+from walletd.api.boundary import PAGE_CSP, SECURITY_HEADERS
 from walletd.api.demo_page import CONTENT_TYPES
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
 
-CSP = SECURITY_HEADERS["Content-Security-Policy"]
+CSP = PAGE_CSP
 NOT_FOUND_WALLET = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # README: no history
 # A demo wallet of 600 transactions (walletd.upstream.demo.history_size): six upstream
 # pages, so a slow source leaves time to kill the server between two of them.
@@ -99,6 +99,10 @@ async def test_index_served_under_the_csp_in_development(serve: ServeFn) -> None
     for url in scan.urls:
         asset = await client.get(url)
         assert asset.status == 200, url
+        # An asset is no document: opened on its own (an SVG can hold scripts) it loads
+        # nothing, like an API response.
+        api_csp = SECURITY_HEADERS["Content-Security-Policy"]
+        assert asset.headers["Content-Security-Policy"] == api_csp
 
 
 @pytest.mark.parametrize("name", ["app.js", "chart.js", "app.css", "favicon.svg"])

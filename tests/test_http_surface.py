@@ -9,7 +9,13 @@ import re
 import pytest
 
 from tests.support import WALLET
-from walletd.api.boundary import HSTS, REQUEST_ID_BATCH, SECURITY_HEADERS, new_request_id
+from walletd.api.boundary import (
+    HSTS,
+    REQUEST_ID_BATCH,
+    SECURITY_HEADERS,
+    SERVER,
+    new_request_id,
+)
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
 APP = "https://app.example.com"
@@ -111,6 +117,7 @@ async def test_security_headers_on_every_kind_of_response(serve, production):
             assert resp.headers.get(name) == value, (kind, name)
         assert resp.headers.get("Strict-Transport-Security") == (HSTS if production else None)
         assert resp.headers.get("X-Request-ID")
+        assert resp.headers.get("Server") == SERVER  # no versions for scanners
         await resp.read()
     statuses = dict(kinds)
     if production:  # without a key every counted route answers 401, with the headers

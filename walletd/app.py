@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from walletd.api.boundary import PARSER_LIMITS, add_get, add_unmatched, guard
+from walletd.api.boundary import PARSER_LIMITS, add_get, add_unmatched, guard, route_rules
 from walletd.api.cors import enable_cors
 from walletd.api.demo_page import add_demo_routes
 from walletd.api.health import health, ready
@@ -159,7 +159,7 @@ def create_app(
     add_get(app, "/openapi.json", openapi_handler, name="openapi")
     add_demo_routes(app)  # GET / and its assets, while FEATURE_DEMO_PAGE is on
     # After the routes above, which it covers; its preflight routes get the boundary too.
-    enable_cors(app, settings.allowed_origins, lambda r, h: guard(app, r, h))
+    enable_cors(app, settings.allowed_origins, lambda r, h: guard(app, route_rules(app, r), h))
     add_unmatched(app)  # last: every path the routes above do not take
     return app
 

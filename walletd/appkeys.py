@@ -13,10 +13,11 @@ from aiohttp import web
 if TYPE_CHECKING:
     import redis.asyncio as redis
 
-    from walletd.auth.keys import KeyRecord, KeyStore
+    from walletd.auth.keys import KeyStore
     from walletd.config import Settings
+    from walletd.exchange import Exchange, RouteRules
     from walletd.features import FeatureFlags
-    from walletd.limits import Limits, Verdict
+    from walletd.limits import Limits
     from walletd.live.feed import LiveFeeds
     from walletd.observability.alerts import AlertMonitor
     from walletd.observability.metrics import Metrics
@@ -41,12 +42,7 @@ LIMITS: web.AppKey[Limits] = web.AppKey("limits")
 FLAGS: web.AppKey[FeatureFlags] = web.AppKey("flags")
 ALERTS: web.AppKey[AlertMonitor] = web.AppKey("alerts")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
-CLIENT_IP: web.RequestKey[str] = web.RequestKey("client_ip")
-# The matched route's canonical path, None for unknown paths and methods (access lines).
-ROUTE: web.RequestKey[str | None] = web.RequestKey("route")
-# The caller's key, when keys are required.
-API_KEY: web.RequestKey[KeyRecord] = web.RequestKey("api_key")
-# Whom limits count: "key:<id>" or "ip:<address>".
-SUBJECT: web.RequestKey[str] = web.RequestKey("subject")
-VERDICT: web.RequestKey[Verdict] = web.RequestKey("verdict")  # this request's rate-limit outcome
+# The rules of each route added by api/boundary.add_get, by its resource.
+ROUTE_RULES: web.AppKey[dict[web.AbstractResource, RouteRules]] = web.AppKey("route_rules")
+# What the request chain learns of one request (walletd/exchange.py).
+EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange")

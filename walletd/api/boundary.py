@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from walletd.api.cors import cors_headers
-from walletd.appkeys import METRICS, REQUEST_ID, ROUTE, SETTINGS
-from walletd.auth.middleware import ROUTE_SCOPES, admission, rate_limit_headers
+from walletd.appkeys import EXCHANGE, METRICS, ROUTE_RULES, SETTINGS
+from walletd.auth.middleware import ROUTE_SCOPES, admission, client_ip, rate_limit_headers
 from walletd.errors import (
     Forbidden,
     InternalError,
@@ -24,7 +25,9 @@ from walletd.errors import (
     ServiceUnavailable,
     WalletdError,
 )
+from walletd.exchange import Exchange, RouteRules
 from walletd.observability.logs import request_id_var
+from walletd.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +40,17 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
+    # An API response loads nothing and is framed by nobody (OWASP's REST advice).
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
+# The demo page, an HTML document, loads its own scripts and styles and connects back.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 HSTS = "max-age=31536000; includeSubDomains"
-_SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
+# Instead of aiohttp's "Python/3.11 aiohttp/<version>": no versions for scanners to match.
+SERVER = "walletd"
 
 
 class _RandomHex:
@@ -76,68 +83,94 @@ new_request_id = _RandomHex()
 os.register_at_fork(after_in_child=new_request_id.forget)
 
 
-def guard(app: web.Application, resource: web.AbstractResource | None, handler: Handler) -> Handler:
-    """`handler` behind the boundary, for `resource`'s routes (None: the catch-all of
-    unknown paths and methods): a request id for the response and every log line, access
-    control (walletd/auth/middleware.py `admission`), SPEC §2 JSON for every error
-    (nothing internal reaches the client), and the request counted by route and status.
+def route_rules(
+    app: web.Application, resource: web.AbstractResource | None, *, document: bool = False
+) -> RouteRules:
+    """What every request of `resource`'s routes needs (None: the catch-all of unknown
+    paths and methods): its metric label and scope, and the headers of every response,
+    security headers (the page's CSP for an HTML `document`), HSTS in production."""
+    headers = CIMultiDict(SECURITY_HEADERS)
+    if document:
+        headers["Content-Security-Policy"] = PAGE_CSP
+    if app[SETTINGS].is_production:
+        headers["Strict-Transport-Security"] = HSTS
+    headers["Server"] = SERVER
+    if resource is None:
+        return RouteRules(None, None, headers)
+    return RouteRules(resource.canonical, ROUTE_SCOPES.get(resource.name or ""), headers)
+
+
+def guard(app: web.Application, rules: RouteRules, handler: Handler) -> Handler:
+    """`handler` behind the boundary, for a route of these `rules`: a request id for the
+    response and every log line, access control (walletd/auth/middleware.py
+    `admission`), SPEC §2 JSON for every error (nothing internal reaches the client),
+    and the request counted by route and status.
 
     Wrapped at registration rather than run as an aiohttp middleware: a middleware brings
     aiohttp's per-app wrapper (another coroutine, and a cached rebuild of the chain) into
     every request, and one more frame held for as long as a stream lives (idle streams
-    are counted by the ten thousand). What a request needs of its route (the metric
-    label, the scope) is worked out here once.
+    are counted by the ten thousand). What a request needs of its route is worked out
+    once, in its `rules`.
 
     aiohttp runs each request in a task of its own, so the log context set here and
     below is this request's alone and ends with it. Streams render their own failures
     as `error` events once prepared; an exception escaping a prepared response can only
     be logged.
     """
-    route = resource.canonical if resource is not None else None
-    label = route or "unmatched"
-    scope = ROUTE_SCOPES.get(resource.name or "") if resource is not None else None
+    label = rules.label
     metrics = app[METRICS]
+    trusted = app[SETTINGS].trusted_proxies
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         given = request.headers.get("X-Request-ID")
         if given is None or not _SAFE_REQUEST_ID.fullmatch(given):
             given = new_request_id()
-        request[REQUEST_ID] = given
-        request[ROUTE] = route
+        exchange = Exchange(given, rules, client_ip(request, trusted))
+        request[EXCHANGE] = exchange
         request_id_var.set(given)
         status: int | str = "client_closed"  # unless a response comes back
         try:
             try:
-                await admission(request, app, scope)
+                await admission(request, exchange, app)
                 resp = await handler(request)
             except WalletdError as exc:
-                resp = error_response(request, exc)
+                resp = error_response(exchange, exc, metrics)
             except web.HTTPException as exc:
                 if exc.status < 400:
-                    add_response_headers(request, exc, app)
+                    add_response_headers(request, exchange, exc)
                     raise  # redirects and the like are not errors
-                resp = error_response(request, _from_http(exc))
+                resp = error_response(exchange, _from_http(exc), metrics)
                 if "Allow" in exc.headers:
                     resp.headers["Allow"] = exc.headers["Allow"]
             except Exception:
                 log.exception("unhandled_error", extra={"path": request.path})
-                resp = error_response(request, InternalError())
+                resp = error_response(exchange, InternalError(), metrics)
             status = resp.status
         finally:
             metrics.http_request(label, request.method, status)
         if not resp.prepared:  # a stream's were added before its prepare()
-            add_response_headers(request, resp, app)
+            add_response_headers(request, exchange, resp)
         return resp
 
     return guarded
 
 
 def add_get(
-    app: web.Application, path: str, handler: Handler, *, name: str, allow_head: bool = True
+    app: web.Application,
+    path: str,
+    handler: Handler,
+    *,
+    name: str,
+    allow_head: bool = True,
+    document: bool = False,
 ) -> web.Resource:
-    """`router.add_get` with the handler behind the boundary (`guard`)."""
+    """`router.add_get` with the handler behind the boundary (`guard`); `document`: the
+    route serves an HTML page (its CSP lets it load its own scripts and styles)."""
     resource = app.router.add_resource(path, name=name)
-    guarded = guard(app, resource, handler)
+    rules = app.setdefault(ROUTE_RULES, {})[resource] = route_rules(
+        app, resource, document=document
+    )
+    guarded = guard(app, rules, handler)
     if allow_head:
         resource.add_route(hdrs.METH_HEAD, guarded)
     resource.add_route(hdrs.METH_GET, guarded)
@@ -160,7 +193,7 @@ def add_unmatched(app: web.Application) -> None:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound()
 
-    catch_all.add_route(hdrs.METH_ANY, guard(app, None, unmatched))
+    catch_all.add_route(hdrs.METH_ANY, guard(app, route_rules(app, None), unmatched))
 
 
 def _from_http(exc: web.HTTPException) -> WalletdError:
@@ -176,15 +209,15 @@ def _from_http(exc: web.HTTPException) -> WalletdError:
     return InternalError(f"HTTP {exc.status}")
 
 
-def error_response(request: web.Request, exc: WalletdError) -> web.Response:
-    request.app[METRICS].rejected(exc)
+def error_response(exchange: Exchange, exc: WalletdError, metrics: Metrics) -> web.Response:
+    metrics.rejected(exc)
     if exc.status >= 500:
         # A 503 is the server working as designed (draining, circuit open): not an error
         # line on every deploy.
         level = logging.WARNING if isinstance(exc, ServiceUnavailable) else logging.ERROR
         log.log(level, "request_failed", extra={"code": exc.code, "detail": str(exc)})
     # orjson rather than json_response's json.dumps: 1.5 µs instead of 3.7 per error.
-    body = orjson.dumps(exc.body(request[REQUEST_ID]))
+    body = orjson.dumps(exc.body(exchange.request_id))
     resp = web.Response(
         body=body, status=exc.status, content_type="application/json", charset="utf-8"
     )
@@ -196,20 +229,19 @@ def error_response(request: web.Request, exc: WalletdError) -> web.Response:
 
 
 def add_response_headers(
-    request: web.Request, resp: web.StreamResponse, app: web.Application
+    request: web.Request, exchange: Exchange, resp: web.StreamResponse
 ) -> None:
-    """The headers every response carries: security headers, the request id, RateLimit-*
-    and CORS. Set by the boundary on the response a handler returns, and by a stream
-    before its prepare(); not from an on_response_prepare hook, whose signal dispatch
-    alone cost about 3 % of a /health request (bench/request_load.py)."""
+    """The headers every response carries: its route's (security headers, HSTS), the
+    request id, RateLimit-* and CORS. Set by the boundary on the response a handler
+    returns, and by a stream before its prepare(); not from an on_response_prepare hook,
+    whose signal dispatch alone cost about 3 % of a /health request
+    (bench/request_load.py)."""
     headers = resp.headers
-    for name, value in _SECURITY_ITEMS:
-        if name not in headers:
-            headers[name] = value
-    if app[SETTINGS].is_production and "Strict-Transport-Security" not in headers:
-        headers["Strict-Transport-Security"] = HSTS
-    request_id = request.get(REQUEST_ID)
-    if request_id is not None:
-        headers["X-Request-ID"] = request_id
-    rate_limit_headers(request, headers)
-    cors_headers(request, app, headers)
+    rules = exchange.rules
+    headers.extend(rules.headers)
+    headers["X-Request-ID"] = exchange.request_id
+    verdict = exchange.verdict
+    if verdict is not None:
+        rate_limit_headers(verdict, headers)
+    if rules.cors_origins is not None:
+        cors_headers(request, rules.cors_origins, headers)

@@ -17,7 +17,6 @@ a /health request's CPU, bench/request_load.py) to set the same two headers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp_cors
@@ -26,6 +25,8 @@ from aiohttp.typedefs import Handler
 from aiohttp_cors.cors_config import _CorsConfigImpl
 from aiohttp_cors.urldispatcher_router_adapter import ResourcesUrlDispatcherRouterAdapter
 from multidict import CIMultiDict
+
+from walletd.appkeys import ROUTE_RULES
 
 # Readable by the page: the stream's and request's ids, and the rate-limit state.
 EXPOSED = (
@@ -42,34 +43,17 @@ MAX_AGE_S = 600
 _EXPOSED = ",".join(EXPOSED)
 
 
-@dataclass(frozen=True, slots=True)
-class CorsPolicy:
-    """What actual (non-preflight) responses need: the origins, and the resources CORS
-    covers (aiohttp-cors's semantics: routes added after enable_cors get no headers)."""
-
-    origins: frozenset[str]
-    resources: frozenset[web.AbstractResource]
-
-
-CORS: web.AppKey[CorsPolicy] = web.AppKey("cors")
-
-
-def cors_headers(request: web.Request, app: web.Application, headers: CIMultiDict[str]) -> None:
+def cors_headers(request: web.Request, origins: frozenset[str], headers: CIMultiDict[str]) -> None:
     """Access-Control-Expose-Headers and -Allow-Origin for an allowed Origin (CORS 6.1),
-    as aiohttp-cors sets them; never -Allow-Credentials."""
+    as aiohttp-cors sets them, on a route CORS covers (its RouteRules' `origins`: never
+    a preflight's, which aiohttp-cors's handler answers); never -Allow-Credentials."""
     origin = request.headers.get("Origin")
-    if origin is None or request.method == "OPTIONS":
-        return  # not a CORS request, or a preflight: aiohttp-cors's handler answers it
-    policy = app.get(CORS)
-    if policy is None or not (origin in policy.origins or "*" in policy.origins):
-        return
-    if request.match_info.route.resource not in policy.resources:
-        return
-    headers["Access-Control-Expose-Headers"] = _EXPOSED
-    headers["Access-Control-Allow-Origin"] = origin
+    if origin is not None and (origin in origins or "*" in origins):
+        headers["Access-Control-Expose-Headers"] = _EXPOSED
+        headers["Access-Control-Allow-Origin"] = origin
 
 
-# Puts a resource's handler behind the request boundary (boundary.guard).
+# Puts a preflight route's handler behind the request boundary (boundary.guard).
 Guard = Callable[[web.AbstractResource, Handler], Handler]
 
 
@@ -113,5 +97,8 @@ def enable_cors(app: web.Application, origins: tuple[str, ...], guard: Guard) ->
     theirs = [h for h in hooks if isinstance(getattr(h, "__self__", None), _CorsConfigImpl)]
     if len(theirs) == 1:
         hooks.remove(theirs[0])
-        resources = frozenset(r.resource for r in routes if r.resource is not None)
-        app[CORS] = CorsPolicy(frozenset(origins), resources)
+        covered = frozenset(origins)
+        rules = app[ROUTE_RULES]
+        for route in routes:
+            if route.resource in rules:
+                rules[route.resource].cors_origins = covered

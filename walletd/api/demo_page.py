@@ -69,5 +69,5 @@ async def static_asset(request: web.Request) -> web.Response:
 
 def add_demo_routes(app: web.Application) -> None:
     """Public routes (no key, not rate limited): GET / and GET /static/{name}."""
-    add_get(app, "/", index, name="demo_page")
+    add_get(app, "/", index, name="demo_page", document=True)
     add_get(app, "/static/{name}", static_asset, name="demo_static")

@@ -21,15 +21,7 @@ from itertools import chain
 from aiohttp import web
 from multidict import CIMultiDict
 
-from walletd.appkeys import (
-    API_KEY,
-    CLIENT_IP,
-    KEYSTORE,
-    LIMITS,
-    SETTINGS,
-    SUBJECT,
-    VERDICT,
-)
+from walletd.appkeys import KEYSTORE, LIMITS, SETTINGS
 from walletd.auth.format import mask_key
 from walletd.auth.keys import KeyRecord, authenticate
 from walletd.env import IPNetwork
@@ -41,6 +33,8 @@ from walletd.errors import (
     RequestLineTooLarge,
     RequestTooLarge,
 )
+from walletd.exchange import Exchange
+from walletd.limits import Verdict
 from walletd.observability.logs import api_key_var, client_ip_var
 
 log = logging.getLogger(__name__)
@@ -54,17 +48,16 @@ MAX_LINE_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 
 
-async def admission(request: web.Request, app: web.Application, scope: str | None) -> None:
+async def admission(request: web.Request, exchange: Exchange, app: web.Application) -> None:
     """Before the handler: who the client is, requests too large, then access control
-    for routes with a `scope` (ROUTE_SCOPES)."""
-    # First, so that every line of this request names the client, refusals and the
-    # access line (logs.AccessLogger reads CLIENT_IP) included.
-    ip = request[CLIENT_IP] = client_ip(request, app[SETTINGS].trusted_proxies)
-    client_ip_var.set(ip)
+    for routes with a scope (ROUTE_SCOPES)."""
+    # First, so that every line of this request names the client, refusals included.
+    client_ip_var.set(exchange.client_ip)
     check_request_size(request)
+    scope = exchange.rules.scope
     # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
     if scope is not None and request.method != "OPTIONS":
-        await admit(request, app, ip, scope)
+        await admit(request, exchange, app, scope)
 
 
 def check_request_size(request: web.Request) -> None:
@@ -83,17 +76,16 @@ def check_request_size(request: web.Request) -> None:
         raise RequestTooLarge(f"{total} bytes of headers")
 
 
-async def admit(request: web.Request, app: web.Application, ip: str, scope: str) -> None:
+async def admit(request: web.Request, exchange: Exchange, app: web.Application, scope: str) -> None:
     """Raise unless this caller may make this request now; record who they are."""
     record = None
     if app[SETTINGS].api_key_required:
-        record = await _authenticate(request, app, ip)
+        record = exchange.key = await _authenticate(request, app, exchange.client_ip)
         subject = f"key:{record.id}"
     else:
-        subject = f"ip:{ip}"
-    request[SUBJECT] = subject
-    verdict = await app[LIMITS].hit(subject)
-    request[VERDICT] = verdict
+        subject = f"ip:{exchange.client_ip}"
+    exchange.subject = subject
+    verdict = exchange.verdict = await app[LIMITS].hit(subject)
     if not verdict.allowed:
         raise RateLimited(f"{subject} over its window", retry_after=verdict.retry_after_s)
     if record is not None and scope not in record.scopes:
@@ -119,7 +111,6 @@ async def _authenticate(request: web.Request, app: web.Application, ip: str) -> 
     except (AuthRequired, InvalidApiKey):
         await limits.auth_failed(ip)
         raise
-    request[API_KEY] = record
     return record
 
 
@@ -167,12 +158,9 @@ def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
     return any(address in network for network in trusted)
 
 
-def rate_limit_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
+def rate_limit_headers(verdict: Verdict, headers: CIMultiDict[str]) -> None:
     """RateLimit-* on every counted response (from boundary.add_response_headers:
     streams included)."""
-    verdict = request.get(VERDICT)
-    if verdict is None:
-        return
     headers["RateLimit-Limit"] = str(verdict.limit)
     headers["RateLimit-Remaining"] = str(verdict.remaining)
     headers["RateLimit-Reset"] = str(math.ceil(verdict.reset_s))

@@ -14,7 +14,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from walletd.appkeys import CLIENT_IP, REQUEST_ID, ROUTE
+from walletd.appkeys import EXCHANGE
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -177,26 +177,28 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        # Resolved through TRUSTED_PROXIES by access.admission, as on the stream lines;
-        # the peer only for requests aiohttp refused before routing.
-        client_ip = request.get(CLIENT_IP)
-        if client_ip is None:
+        try:
+            exchange = request[EXCHANGE]
+        except KeyError:  # refused by aiohttp before routing: the peer, no ids
+            request_id = route = None
             client_ip = request.remote
+        else:
+            request_id, route = exchange.request_id, exchange.rules.path
+            client_ip = exchange.client_ip
         # The record's fields, in the order of json_line's `fields` (test_logs checks it):
         # built once, in place, rather than merged into json_line's dict.
         out = {
             "level": "INFO",
             "logger": self.logger.name,
             "message": "http_request",
-            "request_id": request.get(REQUEST_ID),
+            "request_id": request_id,
             "method": request.method,
             "path": request.path,
-            # Set by the boundary (None for unknown paths); absent for requests aiohttp
-            # refused before routing.
-            "route": request.get(ROUTE),
+            "route": route,  # None for unknown paths
             "status": response.status,
             "bytes": response.body_length,
-            "duration_ms": round(time * 1000, 3),
+            # Whole µs in ms: round(time * 1000, 3)'s value at a fifth of its cost.
+            "duration_ms": round(time * 1_000_000) / 1000,
             "client_ip": client_ip,
         }
         if self.sink is None:
@@ -219,4 +221,6 @@ def _finish_line(out: dict[str, Any]) -> str:
         if name not in out and (value := var.get()) is not None:
             out[name] = value
     out["timestamp"] = datetime.datetime.now(tz=datetime.UTC)
-    return orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS).decode()
+    # Without OPT_NON_STR_KEYS, which the formatter needs for any record's extras (30 %
+    # of this dumps): these lines' keys are this module's names.
+    return orjson.dumps(out).decode()

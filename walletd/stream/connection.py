@@ -19,10 +19,9 @@ from aiohttp.http_writer import StreamWriter
 from walletd.api.boundary import add_response_headers
 from walletd.appkeys import (
     ALERTS,
-    API_KEY,
+    EXCHANGE,
     FLAGS,
     METRICS,
-    REQUEST_ID,
     SETTINGS,
 )
 from walletd.errors import (
@@ -95,7 +94,7 @@ class WalletStream:
         self.cursor = cursor
         self.limit = limit
         self.stream_id = stream_id
-        record = request.get(API_KEY)
+        record = request[EXCHANGE].key
         self.key_id = None if record is None else record.id
         self.response = EventStreamResponse(
             headers={
@@ -144,7 +143,7 @@ class WalletStream:
         metrics.stream_started()
         end_reason = "complete"
         try:
-            add_response_headers(self.request, self.response, self.request.app)
+            add_response_headers(self.request, self.request[EXCHANGE], self.response)
             await self.response.prepare(self.request)
             # Serialized by now (sent with the first write): ~1.7 KB less per open stream.
             self.response.headers.clear()
@@ -383,7 +382,7 @@ class WalletStream:
         # mypy --strict wants every NotRequired key of a ** literal spelled out; the
         # order (body, stream_id, last_event_id) is the wire's.
         data: ErrorEvent = {
-            **exc.body(self.request[REQUEST_ID]),  # type: ignore[typeddict-item]
+            **exc.body(self.request[EXCHANGE].request_id),  # type: ignore[typeddict-item]
             "stream_id": self.stream_id,
         }
         if exc.resumable:

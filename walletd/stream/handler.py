@@ -15,12 +15,12 @@ import re
 from aiohttp import web
 
 from walletd.appkeys import (
+    EXCHANGE,
     LIFECYCLE,
     LIMITS,
     OVERLOAD,
     SETTINGS,
     STREAMS,
-    SUBJECT,
 )
 from walletd.config import Settings
 from walletd.errors import (
@@ -91,7 +91,9 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
     stream_id = new_stream_id()
     # The caller's stream slot (TOO_MANY_STREAMS), held before prepare() and released
     # however the stream ends: complete, error, disconnect, timeout, reaper, shutdown.
-    lease = await app[LIMITS].acquire_stream(request[SUBJECT], stream_id)
+    subject = request[EXCHANGE].subject
+    assert subject is not None, "the stream route has a scope: access control set it"
+    lease = await app[LIMITS].acquire_stream(subject, stream_id)
     try:
         before = follow_cursor(cursor)[0] if follow else cursor
         # MAX_STREAMS and HISTORY_MEMORY_MB: a 503 before the stream starts (SPEC §5).
