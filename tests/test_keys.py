@@ -106,6 +106,19 @@ def test_digest_is_an_hmac_that_depends_on_the_secret() -> None:
     assert key not in digest
 
 
+def test_remembered_digests_stay_right_and_bounded() -> None:
+    """The memo of recent digests answers what a fresh HMAC would, for every key, and
+    never holds more than MEMO_SIZE keys, however many distinct keys clients send."""
+    hasher, fresh = KeyHasher(SECRET), KeyHasher(SECRET)
+    keys = [generate_key() for _ in range(KeyHasher.MEMO_SIZE + 10)]
+    first = [hasher.digest(k) for k in keys]
+    again = [hasher.digest(k) for k in reversed(keys)][::-1]
+    expected = [hmac.new(SECRET.encode(), k.encode(), hashlib.sha256).hexdigest() for k in keys]
+    assert first == again == expected
+    assert fresh.digest(keys[0]) == expected[0]
+    assert len(hasher._memo) <= KeyHasher.MEMO_SIZE
+
+
 def test_hasher_refuses_an_empty_secret() -> None:
     with pytest.raises(ValueError, match="SECRET_KEY"):
         KeyHasher("")

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from walletd.api.cors import cors_headers
 from walletd.appkeys import EXCHANGE, METRICS, ROUTE_RULES, SETTINGS
-from walletd.auth.middleware import ROUTE_SCOPES, admission, client_ip, rate_limit_headers
+from walletd.auth.middleware import ROUTE_SCOPES, Admission, client_ip, rate_limit_headers
 from walletd.errors import (
     Forbidden,
     InternalError,
@@ -103,7 +103,7 @@ def route_rules(
 def guard(app: web.Application, rules: RouteRules, handler: Handler) -> Handler:
     """`handler` behind the boundary, for a route of these `rules`: a request id for the
     response and every log line, access control (walletd/auth/middleware.py
-    `admission`), SPEC §2 JSON for every error (nothing internal reaches the client),
+    `Admission`), SPEC §2 JSON for every error (nothing internal reaches the client),
     and the request counted by route and status.
 
     Wrapped at registration rather than run as an aiohttp middleware: a middleware brings
@@ -120,6 +120,7 @@ def guard(app: web.Application, rules: RouteRules, handler: Handler) -> Handler:
     label = rules.label
     metrics = app[METRICS]
     trusted = app[SETTINGS].trusted_proxies
+    admission = Admission(app)
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         given = request.headers.get("X-Request-ID")
@@ -131,7 +132,7 @@ def guard(app: web.Application, rules: RouteRules, handler: Handler) -> Handler:
         status: int | str = "client_closed"  # unless a response comes back
         try:
             try:
-                await admission(request, exchange, app)
+                await admission(request, exchange)
                 resp = await handler(request)
             except WalletdError as exc:
                 resp = error_response(exchange, exc, metrics)

@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 
 from walletd.appkeys import KEYSTORE, LIMITS, SETTINGS
 from walletd.auth.format import mask_key
-from walletd.auth.keys import KeyRecord, authenticate
+from walletd.auth.keys import KeyRecord, KeyStore, authenticate
 from walletd.env import IPNetwork
 from walletd.errors import (
     AuthRequired,
@@ -48,16 +48,60 @@ MAX_LINE_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 
 
-async def admission(request: web.Request, exchange: Exchange, app: web.Application) -> None:
-    """Before the handler: who the client is, requests too large, then access control
-    for routes with a scope (ROUTE_SCOPES)."""
-    # First, so that every line of this request names the client, refusals included.
-    client_ip_var.set(exchange.client_ip)
-    check_request_size(request)
-    scope = exchange.rules.scope
-    # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
-    if scope is not None and request.method != "OPTIONS":
-        await admit(request, exchange, app, scope)
+class Admission:
+    """Access control for one app, run by the boundary before every handler: who the
+    client is, requests too large, then, for routes with a scope (ROUTE_SCOPES), the
+    key, the window and the scope. What it needs of the app is looked up once."""
+
+    __slots__ = ("_keys", "_limits")
+
+    def __init__(self, app: web.Application) -> None:
+        self._limits = app[LIMITS]
+        self._keys = app[KEYSTORE] if app[SETTINGS].api_key_required else None
+
+    async def __call__(self, request: web.Request, exchange: Exchange) -> None:
+        """Raise unless this caller may make this request now; record who they are."""
+        # First, so that every line of this request names the client, refusals included.
+        ip = exchange.client_ip
+        client_ip_var.set(ip)
+        check_request_size(request)
+        scope = exchange.rules.scope
+        # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
+        if scope is None or request.method == "OPTIONS":
+            return
+        record = None
+        if self._keys is not None:
+            record = exchange.key = await self._authenticate(request, self._keys, ip)
+            subject = f"key:{record.id}"
+        else:
+            subject = f"ip:{ip}"
+        exchange.subject = subject
+        verdict = exchange.verdict = await self._limits.hit(subject)
+        if not verdict.allowed:
+            raise RateLimited(f"{subject} over its window", retry_after=verdict.retry_after_s)
+        if record is not None and scope not in record.scopes:
+            raise Forbidden(f"key {record.id} lacks scope {scope}")
+
+    async def _authenticate(self, request: web.Request, keys: KeyStore, ip: str) -> KeyRecord:
+        """The caller's key record. An address over AUTH_FAILURE_LIMIT failures in the
+        window is refused (429) before its key is even read: guessing keys costs a lookup
+        each, and is what the limit is for. Every failure (no key, a bad one) counts
+        against it."""
+        limits = self._limits
+        blocked = await limits.auth_blocked(ip)
+        if blocked is not None:
+            raise RateLimited(
+                f"{ip} over its failed-authentication window", retry_after=blocked.retry_after_s
+            )
+        try:
+            key = presented_key(request)
+            if key is None:
+                raise AuthRequired()
+            api_key_var.set(mask_key(key))
+            return await authenticate(keys, key, time.time())
+        except (AuthRequired, InvalidApiKey):
+            await limits.auth_failed(ip)
+            raise
 
 
 def check_request_size(request: web.Request) -> None:
@@ -74,44 +118,6 @@ def check_request_size(request: web.Request) -> None:
             raise RequestTooLarge(f"header line of {line} bytes")
     if total > MAX_HEADER_BYTES:
         raise RequestTooLarge(f"{total} bytes of headers")
-
-
-async def admit(request: web.Request, exchange: Exchange, app: web.Application, scope: str) -> None:
-    """Raise unless this caller may make this request now; record who they are."""
-    record = None
-    if app[SETTINGS].api_key_required:
-        record = exchange.key = await _authenticate(request, app, exchange.client_ip)
-        subject = f"key:{record.id}"
-    else:
-        subject = f"ip:{exchange.client_ip}"
-    exchange.subject = subject
-    verdict = exchange.verdict = await app[LIMITS].hit(subject)
-    if not verdict.allowed:
-        raise RateLimited(f"{subject} over its window", retry_after=verdict.retry_after_s)
-    if record is not None and scope not in record.scopes:
-        raise Forbidden(f"key {record.id} lacks scope {scope}")
-
-
-async def _authenticate(request: web.Request, app: web.Application, ip: str) -> KeyRecord:
-    """The caller's key record. An address over AUTH_FAILURE_LIMIT failures in the window
-    is refused (429) before its key is even read: guessing keys costs a lookup each, and
-    is what the limit is for. Every failure (no key, a bad one) counts against it."""
-    limits = app[LIMITS]
-    blocked = await limits.auth_blocked(ip)
-    if blocked is not None:
-        raise RateLimited(
-            f"{ip} over its failed-authentication window", retry_after=blocked.retry_after_s
-        )
-    try:
-        key = presented_key(request)
-        if key is None:
-            raise AuthRequired()
-        api_key_var.set(mask_key(key))
-        record = await authenticate(app[KEYSTORE], key, time.time())
-    except (AuthRequired, InvalidApiKey):
-        await limits.auth_failed(ip)
-        raise
-    return record
 
 
 def presented_key(request: web.Request) -> str | None:
