@@ -7,6 +7,7 @@ installed, except in CI (CI=true), which installs them all: there it fails.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.ci import missing
+from walletd.api.openapi import openapi_document
 from walletd.app import create_app
 from walletd.appkeys import METRICS
 from walletd.auth.middleware import MAX_HEADER_BYTES, MAX_LINE_BYTES
@@ -305,3 +307,12 @@ def test_alert_rules_use_metrics_walletd_exposes():
     assert used and used - exposed == set()
     states = re.findall(r'state=~?"([^"]+)"', rules)
     assert {s for v in states for s in v.split("|")} <= {s.value for s in CircuitState}
+
+
+def test_the_products_documentation_names_nothing_outside_the_repository():
+    """README, docs/ and /openapi.json are the whole documentation: none may send its
+    reader to the internal contract or to a file beside the repository."""
+    texts = {p.name: p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]}
+    texts["/openapi.json"] = json.dumps(openapi_document(Settings.from_env({})))
+    for name, text in texts.items():
+        assert not re.search(r"\bSPEC\b|\.\./", text), name

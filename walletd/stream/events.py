@@ -54,7 +54,7 @@ EventId = Annotated[
         pattern=f"^[{_BASE58}]{{64,88}}([.][{_BASE58}]{{64,88}})?$",
         description=(
             "A resume cursor: a signature, or on follow streams during the history "
-            "`<oldest trade sent>.<head>` (SPEC §1 Live follow)."
+            "`<oldest trade sent>.<head>` (the stream's head when the history started)."
         ),
     ),
 ]
@@ -72,7 +72,10 @@ ErrorCode = Annotated[
     Schema(
         "ErrorCode",
         enum=list(ERROR_CODES),
-        description="SPEC §2. Clients should treat an unknown code like INTERNAL_ERROR.",
+        description=(
+            "What went wrong, stable across versions. Clients should treat an unknown code "
+            "like INTERNAL_ERROR."
+        ),
     ),
 ]
 Count = Annotated[int, Schema(minimum=0)]
@@ -180,7 +183,7 @@ class CompleteEvent(CaughtUpEvent):
 
 
 class Error(TypedDict):
-    """Every HTTP error body (SPEC §2)."""
+    """Every HTTP error body, and the data of an `error` event."""
 
     code: ErrorCode
     error: Annotated[str, Schema(description="A human-readable message.")]
