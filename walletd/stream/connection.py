@@ -75,6 +75,7 @@ class WalletStream:
         "limit",
         "pages_sent",
         "partial",
+        "queued",
         "request",
         "response",
         "scanned",
@@ -111,6 +112,7 @@ class WalletStream:
         self.events = self.bytes_sent = self.trades_sent = self.scanned = self.batches = 0
         self.pages_sent = 0  # whole pages sent; their summary is the recording's
         self.partial: tuple[TradeFacts, ...] = ()  # trades sent of a page cut by `limit`
+        self.queued = PendingWrite()  # frames for the next write
         self._stop_reason: WalletdError | None = None
         self._reaped = False
         self._task: asyncio.Task[Any] | None = None
@@ -210,17 +212,20 @@ class WalletStream:
         Work here is per page and per batch, not per trade: pages arrive parsed,
         encoded and summarised once for every stream of the wallet. Their frames are
         queued and written WRITE_BATCH_BYTES at a time, and always before any wait (so
-        heartbeats and the reaper count from the last byte actually written).
+        heartbeats and the reaper count from the last byte actually written); what is
+        queued at the end goes out with the final event.
         """
         settings = self.settings
         size = settings.sse_batch_size
         progress = self.features.progress_events
         last_progress = time.monotonic()
-        pending = PendingWrite()
+        pending = self.queued
         index = 0
         while True:
             page = recording.peek(index)  # the common case: no coroutine to wait
             if page is None:
+                if recording.ends_before(index):  # a cached history: nothing to wait for
+                    break
                 await self._write_pending(pending)
                 if (page := await self._next_page(recording, index)) is None:
                     break
@@ -354,7 +359,9 @@ class WalletStream:
         return sse.event_frame("progress", progress)
 
     async def _event(self, name: str, data: Mapping[str, object]) -> None:
-        await self._write(sse.event_frame(name, data))
+        """Write an event, after whatever is queued (in the same write)."""
+        self.queued.add(sse.event_frame(name, data))
+        await self._write_pending(self.queued)
 
     async def _write(self, frame: bytes, *, events: int = 1, wait: bool = True) -> None:
         """The one way out for a stream's bytes (SPEC §9): a frame is written as it is,

@@ -179,7 +179,8 @@ class FollowStream(WalletStream):
         }
         if self.head is not None:
             self.last_event_id = self.head
-        await self._write(sse.event_frame("caught_up", caught_up, event_id=self.head))
+        self.queued.add(sse.event_frame("caught_up", caught_up, event_id=self.head))
+        await self._write_pending(self.queued)
         await self._live()
 
     # --- the live phase ---
