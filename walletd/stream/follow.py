@@ -125,6 +125,7 @@ class FollowStream(WalletStream):
         if not self.in_history:
             return False
         if self.subscription is None:  # a new follow: its head is the history's
+            await self._write_pending(self.queued)  # the opening events, before any wait
             self.head = await self._history_head(recording)
             await self._subscribe(self.head, verify=False)
         return await super()._stream_history(recording)

@@ -30,6 +30,11 @@ class PendingWrite:
         self.size += sum(map(len, parts))
         self.events += 1
 
+    def add_field(self, field: bytes) -> None:
+        """Queue bytes that are no event (the stream's opening `retry:`)."""
+        self.parts.append(field)
+        self.size += len(field)
+
     def add_frames(self, frames: tuple[bytes, ...]) -> None:
         """Queue whole events (a page's prebuilt frames), as they are."""
         self.parts += frames
