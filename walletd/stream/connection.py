@@ -1,8 +1,8 @@
 """One client's stream, from `prepare()` to its final event: the SSE protocol of SPEC §1.
 
 Every byte of a stream, prebuilt `trades` frames included, leaves through
-`WalletStream._write` (where compression and byte accounting plug in, SPEC §9). Event
-data is built through the types of walletd/stream/events.py.
+`StreamOutput._write` (walletd/stream/output.py). Event data is built through the types
+of walletd/stream/events.py.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from aiohttp.http_writer import StreamWriter
 
 from walletd.api.boundary import add_response_headers
 from walletd.appkeys import (
@@ -42,6 +41,7 @@ from walletd.stream.events import (
     HeartbeatEvent,
     ProgressEvent,
 )
+from walletd.stream.output import StreamOutput
 from walletd.stream.pending import PendingWrite
 from walletd.stream.response import EventStreamResponse, flush, forget_cancelled_drain
 from walletd.trades.summary import TradeFacts, TradeSummary
@@ -54,7 +54,7 @@ _FINAL_WRITE_TIMEOUT_S = 5.0
 LOOKAHEAD_PAGES = 3
 
 
-class WalletStream:
+class WalletStream(StreamOutput):
     """One client's stream: small per-stream state, the protocol of SPEC §1."""
 
     follows = False  # a follow stream (stream/follow.py) has no WALLET_NOT_FOUND
@@ -65,19 +65,13 @@ class WalletStream:
         "_stop_reason",
         "_task",
         "batches",
-        "bytes_sent",
         "cursor",
-        "events",
         "features",
         "key_id",
         "last_event_id",
-        "last_write",
         "limit",
         "pages_sent",
         "partial",
-        "queued",
-        "request",
-        "response",
         "scanned",
         "settings",
         "started",
@@ -89,7 +83,6 @@ class WalletStream:
     def __init__(
         self, request: web.Request, wallet: str, cursor: str | None, limit: int, stream_id: str
     ) -> None:
-        self.request = request
         self.settings = request.app[SETTINGS]
         self.features = request.app[FLAGS].current  # kept for the whole stream
         self.wallet = wallet
@@ -98,21 +91,18 @@ class WalletStream:
         self.stream_id = stream_id
         record = request.get(API_KEY)
         self.key_id = None if record is None else record.id
-        self.response = EventStreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                "X-Stream-ID": self.stream_id,
-            }
-        )
-        self.started = time.monotonic()
-        self.last_write = self.started
+        head = {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Stream-ID": self.stream_id,
+        }
+        super().__init__(request, EventStreamResponse(headers=head))
+        self.started = self.last_write
         self.last_event_id = cursor
-        self.events = self.bytes_sent = self.trades_sent = self.scanned = self.batches = 0
+        self.trades_sent = self.scanned = self.batches = 0
         self.pages_sent = 0  # whole pages sent; their summary is the recording's
         self.partial: tuple[TradeFacts, ...] = ()  # trades sent of a page cut by `limit`
-        self.queued = PendingWrite()  # frames for the next write
         self._stop_reason: WalletdError | None = None
         self._reaped = False
         self._task: asyncio.Task[Any] | None = None
@@ -325,14 +315,6 @@ class WalletStream:
             frame = sse.trades_frame(body, last, self.batches, self.trades_sent)
         self._queue_frame(pending, frame, last)
 
-    async def _write_pending(self, pending: PendingWrite) -> None:
-        """Write the queued frames (if any) as one. Their counters and ids were set as
-        they were queued: once the bytes are in the transport they are delivered or the
-        connection is dead, so a write cut short still sent them."""
-        if pending.events:
-            data, events = pending.take()
-            await self._write(data, events=events)
-
     def _queue_open(self) -> None:
         """Queue `retry`, `connected` and the first `progress`: they leave with the response
         head and whatever is ready by the first write (one send), which comes before any
@@ -357,24 +339,6 @@ class WalletStream:
             "trades_found": self.trades_sent,
         }
         return sse.event_frame("progress", progress)
-
-    async def _event(self, name: str, data: Mapping[str, object]) -> None:
-        """Write an event, after whatever is queued (in the same write)."""
-        self.queued.add(sse.event_frame(name, data))
-        await self._write_pending(self.queued)
-
-    async def _write(self, frame: bytes, *, events: int = 1, wait: bool = True) -> None:
-        """The one way out for a stream's bytes (SPEC §9): a frame is written as it is,
-        never copied, then counted. `wait=False` never suspends: what the socket does
-        not take stays in the transport's buffer (for a publisher writing to many
-        streams in turn, which first checks that the transport is not paused)."""
-        if wait:
-            await self.response.write(frame)
-        else:
-            await cast(StreamWriter, self.request.writer).write(frame, drain=False)
-        self.last_write = time.monotonic()
-        self.bytes_sent += len(frame)
-        self.events += events
 
     async def _fail(self, exc: WalletdError) -> None:
         """Send `exc` as the final `error` event (best effort).
