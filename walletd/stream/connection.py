@@ -149,7 +149,10 @@ class WalletStream(StreamOutput):
                 truncated = await self._stream_history(recording)
                 await self._finish(recording, truncated)
             finally:
+                # It calls back into this stream: dropped, so that a finished stream is
+                # freed as its handler returns, not by a garbage collection of the cycle.
                 self._alarm.cancel()
+                self._alarm = None
         except asyncio.CancelledError:
             reason = self._stop_reason
             if reason is None:  # the client left (handler cancelled) or the server is stopping
