@@ -29,3 +29,6 @@ _.backend
 # The fake RPC provider's request log records what each call asked for (tests read the
 # fields they need).
 _.pagination_token
+# aiohttp's StreamWriter reads these after stream/response.py `write_chunk` sets them.
+_._headers_written
+_.output_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from tests.sse_client import parse, read_events
 from tests.support import WALLET
 from walletd.appkeys import HISTORY, STREAMS
 from walletd.errors import DataFetchError, ServiceUnavailable
+from walletd.stream.connection import WalletStream
 
 STREAM = f"/v4/wallet/{WALLET}/stream"
 
@@ -207,3 +209,21 @@ async def test_ready_reports_an_open_upstream_circuit(serve):
     resp = await client.get("/ready")
     assert resp.status == 200  # degraded, still serving: not out of the load balancer
     assert await resp.json() == {"status": "degraded", "reasons": ["upstream_circuit_open"]}
+
+
+async def test_a_finished_stream_is_freed_without_the_cycle_collector(serve, pages):
+    # No reference cycle holds a stream once its handler returns (its alarm calls back
+    # into it): reference counting frees it, and each new stream does not add its
+    # request, response and task to what the garbage collector has to find.
+    client = await serve(source=ListSource.from_pages(pages))
+    app = client.server.app
+    gc.collect()
+    gc.disable()
+    try:
+        stream = parse(await (await client.get(STREAM)).read())
+        assert stream.events[-1].name == "complete"
+        assert await app[STREAMS].wait_empty(5)
+        assert stream_tasks() == []
+        assert [o for o in gc.get_objects() if isinstance(o, WalletStream)] == []
+    finally:
+        gc.enable()

@@ -175,9 +175,9 @@ async def test_recorded_pages_leave_in_batched_writes_with_the_same_events(serve
     writes: list[tuple[int, int]] = []
     write = WalletStream._write
 
-    async def recorded(self, frame, *, events=1):
-        writes.append((len(frame), events))
-        await write(self, frame, events=events)
+    async def recorded(self, *parts, size=None, events=1, wait=True):
+        writes.append((sum(map(len, parts)), events))
+        await write(self, *parts, size=size, events=events, wait=wait)
 
     monkeypatch.setattr(WalletStream, "_write", recorded)
     again = parse(await (await client.get(STREAM.format(WALLET))).read())

@@ -222,5 +222,6 @@ def _finish_line(out: dict[str, Any]) -> str:
             out[name] = value
     out["timestamp"] = datetime.datetime.now(tz=datetime.UTC)
     # Without OPT_NON_STR_KEYS, which the formatter needs for any record's extras (30 %
-    # of this dumps): these lines' keys are this module's names.
+    # of this dumps): the lines written this way (http_request, stream_finished) are
+    # built by walletd with str keys and scalar values only.
     return orjson.dumps(out).decode()

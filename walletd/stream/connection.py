@@ -1,8 +1,8 @@
 """One client's stream, from `prepare()` to its final event: the SSE protocol of SPEC §1.
 
 Every byte of a stream, prebuilt `trades` frames included, leaves through
-`WalletStream._write` (where compression and byte accounting plug in, SPEC §9). Event
-data is built through the types of walletd/stream/events.py.
+`StreamOutput._write` (walletd/stream/output.py). Event data is built through the types
+of walletd/stream/events.py.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from aiohttp.http_writer import StreamWriter
 
 from walletd.api.boundary import add_response_headers
 from walletd.appkeys import (
@@ -31,7 +30,13 @@ from walletd.errors import (
     WalletdError,
     WalletNotFound,
 )
-from walletd.observability.logs import stream_id_var, wallet_var
+from walletd.observability.logs import (
+    AccessLogger,
+    json_line,
+    request_id_var,
+    stream_id_var,
+    wallet_var,
+)
 from walletd.stream import sse
 from walletd.stream.alarm import Alarm, T
 from walletd.stream.events import (
@@ -41,6 +46,7 @@ from walletd.stream.events import (
     HeartbeatEvent,
     ProgressEvent,
 )
+from walletd.stream.output import StreamOutput
 from walletd.stream.pending import PendingWrite
 from walletd.stream.response import EventStreamResponse, flush, forget_cancelled_drain
 from walletd.trades.summary import TradeFacts, TradeSummary
@@ -53,7 +59,7 @@ _FINAL_WRITE_TIMEOUT_S = 5.0
 LOOKAHEAD_PAGES = 3
 
 
-class WalletStream:
+class WalletStream(StreamOutput):
     """One client's stream: small per-stream state, the protocol of SPEC §1."""
 
     follows = False  # a follow stream (stream/follow.py) has no WALLET_NOT_FOUND
@@ -63,19 +69,15 @@ class WalletStream:
         "_reaped",
         "_stop_reason",
         "_task",
+        "app",
         "batches",
-        "bytes_sent",
         "cursor",
-        "events",
         "features",
         "key_id",
         "last_event_id",
-        "last_write",
         "limit",
         "pages_sent",
         "partial",
-        "request",
-        "response",
         "scanned",
         "settings",
         "started",
@@ -87,27 +89,26 @@ class WalletStream:
     def __init__(
         self, request: web.Request, wallet: str, cursor: str | None, limit: int, stream_id: str
     ) -> None:
-        self.request = request
-        self.settings = request.app[SETTINGS]
-        self.features = request.app[FLAGS].current  # kept for the whole stream
+        # request.app is two properties deep: looked up once.
+        self.app = app = request.app
+        self.settings = app[SETTINGS]
+        self.features = app[FLAGS].current  # kept for the whole stream
         self.wallet = wallet
         self.cursor = cursor
         self.limit = limit
         self.stream_id = stream_id
         record = request[EXCHANGE].key
         self.key_id = None if record is None else record.id
-        self.response = EventStreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-                "X-Stream-ID": self.stream_id,
-            }
-        )
-        self.started = time.monotonic()
-        self.last_write = self.started
+        head = {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Stream-ID": self.stream_id,
+        }
+        super().__init__(request, EventStreamResponse(headers=head))
+        self.started = self.last_write
         self.last_event_id = cursor
-        self.events = self.bytes_sent = self.trades_sent = self.scanned = self.batches = 0
+        self.trades_sent = self.scanned = self.batches = 0
         self.pages_sent = 0  # whole pages sent; their summary is the recording's
         self.partial: tuple[TradeFacts, ...] = ()  # trades sent of a page cut by `limit`
         self._stop_reason: WalletdError | None = None
@@ -139,7 +140,7 @@ class WalletStream:
         self._task = asyncio.current_task()
         stream_id_var.set(self.stream_id)
         wallet_var.set(self.wallet)
-        metrics = self.request.app[METRICS]
+        metrics = self.app[METRICS]
         metrics.stream_started()
         end_reason = "complete"
         try:
@@ -147,7 +148,7 @@ class WalletStream:
             await self.response.prepare(self.request)
             # Serialized by now (sent with the first write): ~1.7 KB less per open stream.
             self.response.headers.clear()
-            await self._open()
+            self._queue_open()
             # DEBUG: at INFO this third line per stream cost 5 % of new streams/s
             # (bench/instrumentation_load.py); stream_finished and the access line say it all.
             log.debug("stream_started", extra={"resumed_from": self.cursor, "limit": self.limit})
@@ -156,7 +157,10 @@ class WalletStream:
                 truncated = await self._stream_history(recording)
                 await self._finish(recording, truncated)
             finally:
+                # It calls back into this stream: dropped, so that a finished stream is
+                # freed as its handler returns, not by a garbage collection of the cycle.
                 self._alarm.cancel()
+                self._alarm = None
         except asyncio.CancelledError:
             reason = self._stop_reason
             if reason is None:  # the client left (handler cancelled) or the server is stopping
@@ -178,17 +182,29 @@ class WalletStream:
             duration = time.monotonic() - self.started
             errored = end_reason.startswith("error:")
             metrics.stream_finished(self, end_reason, duration, errored=errored)
-            self.request.app[ALERTS].check()
-            log.info(
-                "stream_finished",
-                extra={
-                    "end_reason": end_reason,
-                    "events": self.events,
-                    "trades": self.trades_sent,
-                    "bytes": self.bytes_sent,
-                    "duration_s": round(duration, 3),
-                },
-            )
+            self.app[ALERTS].check()
+            if log.isEnabledFor(logging.INFO):  # else its fields are not worth building
+                self._log_finished(end_reason, duration)
+
+    def _log_finished(self, end_reason: str, duration_s: float) -> None:
+        """The stream_finished line (SPEC §7). With JSON lines, written as the access line
+        is, without a LogRecord (logs.json_line: the formatter's very object, test_logs),
+        at a third of the cost of going through `logging`: it was the larger of the two
+        lines of every stream (bench/instrumentation_load.py)."""
+        fields = {
+            "request_id": request_id_var.get(),
+            "end_reason": end_reason,
+            "events": self.events,
+            "trades": self.trades_sent,
+            "bytes": self.bytes_sent,
+            "duration_s": round(duration_s, 3),
+        }
+        sink = AccessLogger.sink
+        if sink is not None:
+            sink.write_line(json_line(log.name, "stream_finished", fields))
+            return
+        del fields["request_id"]  # ContextFilter's, on the record
+        log.info("stream_finished", extra=fields)
 
     async def _finish(self, recording: Recording, truncated: bool) -> None:
         """After the history: `complete` (a follow stream goes live instead)."""
@@ -209,17 +225,20 @@ class WalletStream:
         Work here is per page and per batch, not per trade: pages arrive parsed,
         encoded and summarised once for every stream of the wallet. Their frames are
         queued and written WRITE_BATCH_BYTES at a time, and always before any wait (so
-        heartbeats and the reaper count from the last byte actually written).
+        heartbeats and the reaper count from the last byte actually written); what is
+        queued at the end goes out with the final event.
         """
         settings = self.settings
         size = settings.sse_batch_size
         progress = self.features.progress_events
         last_progress = time.monotonic()
-        pending = PendingWrite()
+        pending = self.queued
         index = 0
         while True:
             page = recording.peek(index)  # the common case: no coroutine to wait
             if page is None:
+                if recording.ends_before(index):  # a cached history: nothing to wait for
+                    break
                 await self._write_pending(pending)
                 if (page := await self._next_page(recording, index)) is None:
                     break
@@ -319,29 +338,21 @@ class WalletStream:
             frame = sse.trades_frame(body, last, self.batches, self.trades_sent)
         self._queue_frame(pending, frame, last)
 
-    async def _write_pending(self, pending: PendingWrite) -> None:
-        """Write the queued frames (if any) as one. Their counters and ids were set as
-        they were queued: once the bytes are in the transport they are delivered or the
-        connection is dead, so a write cut short still sent them."""
-        if pending.events:
-            data, events = pending.take()
-            await self._write(data, events=events)
-
-    async def _open(self) -> None:
-        """`retry`, `connected` and the first `progress`, in one write (one syscall)."""
+    def _queue_open(self) -> None:
+        """Queue `retry`, `connected` and the first `progress`: they leave with the response
+        head and whatever is ready by the first write (one send), which comes before any
+        wait."""
         connected: ConnectedEvent = {
             "stream_id": self.stream_id,
             "wallet": self.wallet,
             "resumed_from": self.cursor,
             "timestamp": int(time.time()),
         }
-        frames = [
-            sse.retry_frame(self.settings.sse_retry_ms),
-            sse.event_frame("connected", connected),
-        ]
+        queued = self.queued
+        queued.add_field(sse.retry_frame(self.settings.sse_retry_ms))
+        queued.add(sse.event_frame("connected", connected))
         if self.features.progress_events:
-            frames.append(self._progress_frame("fetching", "Fetching transaction history"))
-        await self._write(b"".join(frames), events=len(frames) - 1)
+            queued.add(self._progress_frame("fetching", "Fetching transaction history"))
 
     def _progress_frame(self, step: str, message: str) -> bytes:
         progress: ProgressEvent = {
@@ -351,22 +362,6 @@ class WalletStream:
             "trades_found": self.trades_sent,
         }
         return sse.event_frame("progress", progress)
-
-    async def _event(self, name: str, data: Mapping[str, object]) -> None:
-        await self._write(sse.event_frame(name, data))
-
-    async def _write(self, frame: bytes, *, events: int = 1, wait: bool = True) -> None:
-        """The one way out for a stream's bytes (SPEC §9): a frame is written as it is,
-        never copied, then counted. `wait=False` never suspends: what the socket does
-        not take stays in the transport's buffer (for a publisher writing to many
-        streams in turn, which first checks that the transport is not paused)."""
-        if wait:
-            await self.response.write(frame)
-        else:
-            await cast(StreamWriter, self.request.writer).write(frame, drain=False)
-        self.last_write = time.monotonic()
-        self.bytes_sent += len(frame)
-        self.events += events
 
     async def _fail(self, exc: WalletdError) -> None:
         """Send `exc` as the final `error` event (best effort).

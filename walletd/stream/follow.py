@@ -125,6 +125,7 @@ class FollowStream(WalletStream):
         if not self.in_history:
             return False
         if self.subscription is None:  # a new follow: its head is the history's
+            await self._write_pending(self.queued)  # the opening events, before any wait
             self.head = await self._history_head(recording)
             await self._subscribe(self.head, verify=False)
         return await super()._stream_history(recording)
@@ -179,7 +180,8 @@ class FollowStream(WalletStream):
         }
         if self.head is not None:
             self.last_event_id = self.head
-        await self._write(sse.event_frame("caught_up", caught_up, event_id=self.head))
+        self.queued.add(sse.event_frame("caught_up", caught_up, event_id=self.head))
+        await self._write_pending(self.queued)
         await self._live()
 
     # --- the live phase ---

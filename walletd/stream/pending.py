@@ -30,16 +30,21 @@ class PendingWrite:
         self.size += sum(map(len, parts))
         self.events += 1
 
+    def add_field(self, field: bytes) -> None:
+        """Queue bytes that are no event (the stream's opening `retry:`)."""
+        self.parts.append(field)
+        self.size += len(field)
+
     def add_frames(self, frames: tuple[bytes, ...]) -> None:
         """Queue whole events (a page's prebuilt frames), as they are."""
         self.parts += frames
         self.size += sum(map(len, frames))
         self.events += len(frames)
 
-    def take(self) -> tuple[bytes, int]:
-        """The queued bytes as one (a lone frame is not copied) and their event count;
-        the queue is empty again."""
-        data, events = b"".join(self.parts), self.events
-        self.parts.clear()
+    def take(self) -> tuple[list[bytes | memoryview], int, int]:
+        """The queued parts, their size in bytes and their event count; the queue is
+        empty again. Written as they are (stream/response.py `write_chunk`), not joined."""
+        taken = self.parts, self.size, self.events
+        self.parts = []
         self.size = self.events = 0
-        return data, events
+        return taken

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Sequence
+
+from aiohttp import ClientConnectionResetError, web
+from aiohttp.http_writer import StreamWriter
+
+# StreamWriter.write's default: past this many bytes written since the last drain, wait
+# for the transport to take them.
+_DRAIN_ABOVE = 0x10000
 
 
 class EventStreamResponse(web.StreamResponse):
@@ -11,6 +18,47 @@ class EventStreamResponse(web.StreamResponse):
 
     __slots__ = ()
     _send_headers_immediately = False
+
+
+async def write_chunk(
+    response: web.StreamResponse, parts: Sequence[bytes | memoryview], size: int
+) -> None:
+    """Write `parts` (`size` bytes in all) as one HTTP chunk without joining them: uvloop's
+    transport sends them with one writev; the stdlib's joins them, once.
+
+    What StreamWriter.write does for one chunk (the head first, if it has not gone out;
+    the counters; a drain past _DRAIN_ABOVE), over parts. Joining a write batch into one
+    bytes object, which aiohttp then joins again with its chunk framing, cost a new
+    stream of the normal demo wallet ~80 µs of its ~500 (timeit): two fresh ~100 KB
+    buffers per write, which glibc trims off the heap and faults in again each time.
+    Anything but a plain chunked writer goes through response.write() instead.
+    TODO(aiohttp): uses StreamWriter internals (`_headers_buf`, `_compress`).
+    """
+    writer = response._payload_writer
+    if type(writer) is not StreamWriter or not writer.chunked or writer._compress is not None:
+        await response.write(b"".join(parts))
+        return
+    chunk_line = b"%x\r\n" % size
+    lines: list[bytes | memoryview] = [chunk_line, *parts, b"\r\n"]
+    sent = len(chunk_line) + size + 2
+    head = writer._headers_buf
+    if head is not None:  # the response head goes out with the first chunk
+        writer._headers_buf = None
+        writer._headers_written = True
+        lines.insert(0, head)
+        sent += len(head)
+    writer.buffer_size += sent
+    writer.output_size += sent
+    transport = writer.transport
+    if transport is None or transport.is_closing():
+        raise ClientConnectionResetError("Cannot write to closing transport")
+    if type(transport).__module__ == "uvloop.loop":
+        transport.writelines(lines)
+    else:  # aiohttp's own choice before CPython 3.12.9, whose writelines was unsafe
+        transport.write(b"".join(lines))
+    if writer.buffer_size > _DRAIN_ABOVE:
+        writer.buffer_size = 0
+        await writer.drain()
 
 
 def forget_cancelled_drain(request: web.Request) -> None:

@@ -120,6 +120,10 @@ class Recording:
         """The `index`-th page if it is already scanned, without waiting."""
         return self._scanned[index] if index < len(self._scanned) else None
 
+    def ends_before(self, index: int) -> bool:
+        """Whether the history is known, without waiting, to have no `index`-th page."""
+        return self.done and self._error is None and index >= len(self._scanned)
+
     async def page(self, index: int) -> ScannedPage | None:
         """The `index`-th scanned page, fetching it if needed; None past the end.
 
