@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,8 +122,14 @@ def total_instructions(profile: Path) -> int:
 async def count(args: argparse.Namespace, server: sl.Server, out: Path, path: str) -> Path:
     """The profile of --streams churn streams, after --warmup more."""
     await churn(server.port, path, args.warmup, args.clients)
+    return await counted(server, out, churn(server.port, path, args.streams, args.clients))
+
+
+async def counted(server: sl.Server, out: Path, load: Awaitable[None]) -> Path:
+    """The profile of what `server` does for `load` alone: counters zeroed before it,
+    dumped after it (the newest of `out`'s dumps)."""
     await control(server, "-z")
-    await churn(server.port, path, args.streams, args.clients)
+    await load
     before = set(out.parent.glob(f"{out.name}.*"))
     await control(server, "-d")
     dumped = sorted(set(out.parent.glob(f"{out.name}.*")) - before)
@@ -177,8 +183,12 @@ async def measure(args: argparse.Namespace, children: sl.Children) -> dict[str, 
     return per_stream
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+Measure = Callable[[argparse.Namespace, sl.Children], Awaitable[dict[str, int]]]
+
+
+def counts_of(args: argparse.Namespace, measure: Measure) -> dict[str, int] | int:
+    """`measure`'s counts, its servers' profiles kept in --keep; or the exit status when
+    valgrind is missing (1), the benchmark failed (1) or was interrupted (130)."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind (with callgrind_control) is needed", file=sys.stderr)
         return 1
@@ -197,6 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
             for profile in Path(tmp).glob("*.[0-9]*"):
                 shutil.copy2(profile, args.keep / profile.name)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    results = counts_of(parse_args(argv), measure)
+    if isinstance(results, int):
+        return results
     if len(results) == 2:
         print(f"walletd / raw: {results['walletd'] / results['raw']:.3f}")
     return 0
