@@ -13,6 +13,7 @@ import os
 import re
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from walletd.appkeys import (
     EXCHANGE,
@@ -47,7 +48,20 @@ def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | 
     wallet = request.match_info["address"]
     if not is_address(wallet):
         raise InvalidWallet(f"bad address {wallet[:64]!r}")
-    query = request.query
+    limit, before, follow = settings.max_wallet_trades, None, False
+    if request.query_string:  # most streams carry no parameters: no query to parse
+        limit, before, follow = _query_params(request.query, settings)
+    # Last-Event-ID wins over `before`: it is the newer state (a browser reconnecting).
+    cursor = request.headers.get("Last-Event-ID") or before or None
+    if follow:
+        follow_cursor(cursor)
+    elif cursor is not None and not is_signature(cursor):
+        raise InvalidEventId(f"bad cursor {cursor[:100]!r}")
+    return wallet, cursor, limit, follow
+
+
+def _query_params(query: MultiMapping[str], settings: Settings) -> tuple[int, str | None, bool]:
+    """(limit, before, follow) of a stream request's query; raises its SPEC §2 400s."""
     for name in ("limit", "before", "follow"):
         if len(query.getall(name, [])) > 1:
             raise InvalidParameter(f"repeated {name}", message=f"'{name}' given more than once")
@@ -69,13 +83,7 @@ def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | 
         raise InvalidParameter(
             "before with follow", message="'before' cannot be combined with follow=true"
         )
-    # Last-Event-ID wins over `before`: it is the newer state (a browser reconnecting).
-    cursor = request.headers.get("Last-Event-ID") or query.get("before") or None
-    if follow == "true":
-        follow_cursor(cursor)
-    elif cursor is not None and not is_signature(cursor):
-        raise InvalidEventId(f"bad cursor {cursor[:100]!r}")
-    return wallet, cursor, limit, follow == "true"
+    return limit, query.get("before"), follow == "true"
 
 
 async def stream_handler(request: web.Request) -> web.StreamResponse:
