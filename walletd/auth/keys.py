@@ -73,14 +73,11 @@ def ordered_scopes(scopes: Iterable[str]) -> list[str]:
 class KeyHasher:
     """HMAC-SHA256 of keys under SECRET_KEY: a stolen store cannot be brute-forced offline.
 
-    The digests of the keys seen lately are remembered (MEMO_SIZE, then forgotten all
-    at once): a client presents the same key with every request, and its HMAC was 3 % of
-    an authenticated request's instructions (bench/README.md). A digest depends on the
-    key and the secret alone, so revocation and expiry are still checked on the record
-    every time; the keys it holds are in this process's memory anyway, in every request.
-    """
+    Recent digests are remembered: a client sends its key with every request. A digest
+    depends on the key and the secret alone, so revocation and expiry are still checked
+    on the record every time (bench/README.md, round two)."""
 
-    MEMO_SIZE = 4096
+    MEMO_SIZE = 4096  # then forgotten all at once: bounded whatever keys clients make up
 
     def __init__(self, secret: str) -> None:
         if not secret:
@@ -92,12 +89,11 @@ class KeyHasher:
     def digest(self, key: str) -> str:
         digest = self._memo.get(key)
         if digest is None:
-            mac = self._keyed.copy()
-            # surrogatepass: any str a request can carry hashes, rather than raising.
+            mac = self._keyed.copy()  # surrogatepass: any str a request carries hashes
             mac.update(key.encode("utf-8", "surrogatepass"))
             digest = mac.hexdigest()
             if len(self._memo) >= self.MEMO_SIZE:
-                self._memo.clear()  # bounded whatever keys clients make up
+                self._memo.clear()
             self._memo[key] = digest
         return digest
 
