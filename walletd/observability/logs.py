@@ -7,7 +7,7 @@ import contextvars
 import datetime
 import logging
 import sys
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 from aiohttp.abc import AbstractAccessLogger
@@ -155,21 +155,36 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    AccessLogger.sink = handler if fmt == "json" else None
+    global _json_sink
+    _json_sink = handler if fmt == "json" else None
+
+
+# Where JSON lines go for info_line; None with text lines (configure_logging).
+_json_sink: BatchingHandler | None = None
+
+
+def info_line(logger: logging.Logger, record: dict[str, Any]) -> None:
+    """An INFO line of `record`: level, logger and message first, then its fields (from
+    request_id on), for the lines written per request and per stream.
+
+    With JSON lines it is written here, without a LogRecord: the same object as
+    JsonLineFormatter's with ContextFilter's ids (test_logs), at a third of the cost of
+    going through `logging` (record, filter, lock, format), which was 15 % of a /health
+    request's CPU (bench/request_load.py). With text lines it goes through `logger`.
+    The caller has checked that INFO is enabled.
+    """
+    if _json_sink is not None:
+        _json_sink.write_line(_finish_line(record))
+        return
+    del record["level"], record["logger"]
+    logger.info(record.pop("message"), extra=record)
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One `http_request` line per request, with its correlation id.
+    """One `http_request` line per request (`info_line`), with its correlation id.
 
     The path is logged without its query string: query values may carry credentials.
-
-    With JSON lines, the line is built and written here, without a LogRecord: the same
-    object (JsonLineFormatter's fields, ContextFilter's ids) at a third of the cost of
-    going through `logging` (record, filter, lock, format), which was 15 % of a /health
-    request's CPU (bench/request_load.py).
     """
-
-    sink: ClassVar[BatchingHandler | None] = None  # set by configure_logging for JSON
 
     @property
     def enabled(self) -> bool:
@@ -185,27 +200,24 @@ class AccessLogger(AbstractAccessLogger):
         else:
             request_id, route = exchange.request_id, exchange.rules.path
             client_ip = exchange.client_ip
-        # The record's fields, in the order of json_line's `fields` (test_logs checks it):
-        # built once, in place, rather than merged into json_line's dict.
-        out = {
-            "level": "INFO",
-            "logger": self.logger.name,
-            "message": "http_request",
-            "request_id": request_id,
-            "method": request.method,
-            "path": request.path,
-            "route": route,  # None for unknown paths
-            "status": response.status,
-            "bytes": response.body_length,
-            # Whole µs in ms: round(time * 1000, 3)'s value at a fifth of its cost.
-            "duration_ms": round(time * 1_000_000) / 1000,
-            "client_ip": client_ip,
-        }
-        if self.sink is None:
-            del out["level"], out["logger"], out["message"]
-            self.logger.info("http_request", extra=out)
-        else:
-            self.sink.write_line(_finish_line(out))
+        # In the order of json_line's object (test_logs checks it), built in place.
+        info_line(
+            self.logger,
+            {
+                "level": "INFO",
+                "logger": self.logger.name,
+                "message": "http_request",
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "route": route,  # None for unknown paths
+                "status": response.status,
+                "bytes": response.body_length,
+                # Whole µs in ms: round(time * 1000, 3)'s value at a fifth of its cost.
+                "duration_ms": round(time * 1_000_000) / 1000,
+                "client_ip": client_ip,
+            },
+        )
 
 
 def json_line(logger: str, message: str, fields: dict[str, Any]) -> str:

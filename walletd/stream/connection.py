@@ -30,13 +30,7 @@ from walletd.errors import (
     WalletdError,
     WalletNotFound,
 )
-from walletd.observability.logs import (
-    AccessLogger,
-    json_line,
-    request_id_var,
-    stream_id_var,
-    wallet_var,
-)
+from walletd.observability.logs import info_line, request_id_var, stream_id_var, wallet_var
 from walletd.stream import sse
 from walletd.stream.alarm import Alarm, T
 from walletd.stream.events import (
@@ -187,24 +181,22 @@ class WalletStream(StreamOutput):
                 self._log_finished(end_reason, duration)
 
     def _log_finished(self, end_reason: str, duration_s: float) -> None:
-        """The stream_finished line (SPEC §7). With JSON lines, written as the access line
-        is, without a LogRecord (logs.json_line: the formatter's very object, test_logs),
-        at a third of the cost of going through `logging`: it was the larger of the two
-        lines of every stream (bench/instrumentation_load.py)."""
-        fields = {
-            "request_id": request_id_var.get(),
-            "end_reason": end_reason,
-            "events": self.events,
-            "trades": self.trades_sent,
-            "bytes": self.bytes_sent,
-            "duration_s": round(duration_s, 3),
-        }
-        sink = AccessLogger.sink
-        if sink is not None:
-            sink.write_line(json_line(log.name, "stream_finished", fields))
-            return
-        del fields["request_id"]  # ContextFilter's, on the record
-        log.info("stream_finished", extra=fields)
+        """The stream_finished line (SPEC §7), the larger of a stream's two lines
+        (bench/instrumentation_load.py): written as the access line is (logs.info_line)."""
+        info_line(
+            log,
+            {
+                "level": "INFO",
+                "logger": log.name,
+                "message": "stream_finished",
+                "request_id": request_id_var.get(),
+                "end_reason": end_reason,
+                "events": self.events,
+                "trades": self.trades_sent,
+                "bytes": self.bytes_sent,
+                "duration_s": round(duration_s, 3),
+            },
+        )
 
     async def _finish(self, recording: Recording, truncated: bool) -> None:
         """After the history: `complete` (a follow stream goes live instead)."""
