@@ -41,7 +41,6 @@ from walletd.stream.events import (
     ProgressEvent,
 )
 from walletd.stream.output import StreamOutput
-from walletd.stream.pending import PendingWrite
 from walletd.stream.response import EventStreamResponse, flush, forget_cancelled_drain
 from walletd.trades.summary import TradeFacts, TradeSummary
 from walletd.upstream.history import Recording
@@ -224,14 +223,14 @@ class WalletStream(StreamOutput):
         size = settings.sse_batch_size
         progress = self.features.progress_events
         last_progress = time.monotonic()
-        pending = self.queued
+        queued = self.queued
         index = 0
         while True:
             page = recording.peek(index)  # the common case: no coroutine to wait
             if page is None:
                 if recording.ends_before(index):  # a cached history: nothing to wait for
                     break
-                await self._write_pending(pending)
+                await self._write_pending()
                 if (page := await self._next_page(recording, index)) is None:
                     break
             index += 1
@@ -240,39 +239,39 @@ class WalletStream(StreamOutput):
                 self.partial = page.facts[:room]
                 self.scanned += page.positions[room - 1] + 1
                 for start in range(0, room, size):
-                    self._queue_trades(pending, page, start, min(start + size, room))
-                await self._write_pending(pending)
+                    self._queue_trades(page, start, min(start + size, room))
+                await self._write_pending()
                 return count > room or await self._more_trades_after(recording, index)
             self.scanned += page.scanned
             # The hot path: the page's prebuilt `trades` events. The stream's counters
             # equal the recording's (see ScannedPage).
             if count:
-                self._queue_page(pending, page)
+                self._queue_page(page)
                 self.batches += len(page.frames)
                 self.trades_sent = page.totals[-1]
             self.pages_sent = index
             now = time.monotonic()
             if progress and now - last_progress >= settings.sse_progress_throttle_s:
                 scanned = f"Scanned {self.scanned} transactions"
-                pending.add(self._progress_frame("scanning", scanned))
+                queued.add(self._progress_frame("scanning", scanned))
                 last_progress = now
-                await self._write_pending(pending)
-            elif pending.full:
-                await self._write_pending(pending)
+                await self._write_pending()
+            elif queued.full:
+                await self._write_pending()
         if self.scanned == 0 and self.cursor is None and not self.follows:
             raise WalletNotFound(self.wallet)
         return False
 
-    def _queue_page(self, pending: PendingWrite, page: ScannedPage) -> None:
+    def _queue_page(self, page: ScannedPage) -> None:
         """Queue a whole page's `trades` frames as this stream sends them: as they are.
         Sets `last_event_id` (before the write: see _write_pending)."""
-        pending.add_frames(page.frames)
+        self.queued.add_frames(page.frames)
         self.last_event_id = page.last_ids[-1]
 
-    def _queue_frame(self, pending: PendingWrite, frame: bytes, last_id: str) -> None:
+    def _queue_frame(self, frame: bytes, last_id: str) -> None:
         """Queue one history `trades` frame, its id `last_id` the resume cursor (a follow
         stream relabels it); sets `last_event_id` (before the write: see _write_pending)."""
-        pending.add(frame)
+        self.queued.add(frame)
         self.last_event_id = last_id
 
     async def _more_trades_after(self, recording: Recording, index: int) -> bool:
@@ -314,9 +313,7 @@ class WalletStream(StreamOutput):
             summary.add(facts)
         return summary
 
-    def _queue_trades(
-        self, pending: PendingWrite, page: ScannedPage, start: int, stop: int
-    ) -> None:
+    def _queue_trades(self, page: ScannedPage, start: int, stop: int) -> None:
         """Queue trades[start:stop] of one batch of `page` as one `trades` event: the
         page's own frame when the batch is whole, else one built from its bytes."""
         self.batches += 1
@@ -328,7 +325,7 @@ class WalletStream(StreamOutput):
         else:
             body = page.body(start, stop)
             frame = sse.trades_frame(body, last, self.batches, self.trades_sent)
-        self._queue_frame(pending, frame, last)
+        self._queue_frame(frame, last)
 
     def _queue_open(self) -> None:
         """Queue `retry`, `connected` and the first `progress`: they leave with the response

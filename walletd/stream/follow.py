@@ -125,7 +125,7 @@ class FollowStream(WalletStream):
         if not self.in_history:
             return False
         if self.subscription is None:  # a new follow: its head is the history's
-            await self._write_pending(self.queued)  # the opening events, before any wait
+            await self._write_pending()  # the opening events, before any wait
             self.head = await self._history_head(recording)
             await self._subscribe(self.head, verify=False)
         return await super()._stream_history(recording)
@@ -152,16 +152,15 @@ class FollowStream(WalletStream):
         listed = [] if first is None else page_signatures(first)
         return listed[0] if listed else None
 
-    def _queue_page(self, pending: PendingWrite, page: ScannedPage) -> None:
-        self._queue_relabelled(pending, page.frames, page.last_ids)
+    def _queue_page(self, page: ScannedPage) -> None:
+        self._queue_relabelled(page.frames, page.last_ids)
 
-    def _queue_frame(self, pending: PendingWrite, frame: bytes, last_id: str) -> None:
-        self._queue_relabelled(pending, (frame,), (last_id,))
+    def _queue_frame(self, frame: bytes, last_id: str) -> None:
+        self._queue_relabelled((frame,), (last_id,))
 
-    def _queue_relabelled(
-        self, pending: PendingWrite, frames: Sequence[bytes], last_ids: Sequence[str]
-    ) -> None:
+    def _queue_relabelled(self, frames: Sequence[bytes], last_ids: Sequence[str]) -> None:
         """Queue history frames with `.<head>` after each id (SPEC §1's history cursor)."""
+        pending = self.queued
         if self.head is None:  # pragma: no cover - trades imply a head
             pending.add_frames(tuple(frames))
             self.last_event_id = last_ids[-1]
@@ -180,8 +179,7 @@ class FollowStream(WalletStream):
         }
         if self.head is not None:
             self.last_event_id = self.head
-        self.queued.add(sse.event_frame("caught_up", caught_up, event_id=self.head))
-        await self._write_pending(self.queued)
+        await self._event("caught_up", caught_up, event_id=self.head)
         await self._live()
 
     # --- the live phase ---

@@ -28,17 +28,19 @@ class StreamOutput:
         self.last_write = time.monotonic()  # of the last write that completed
         self.bytes_sent = self.events = 0
 
-    async def _event(self, name: str, data: Mapping[str, object]) -> None:
+    async def _event(
+        self, name: str, data: Mapping[str, object], *, event_id: str | None = None
+    ) -> None:
         """Write an event, after whatever is queued (in the same write)."""
-        self.queued.add(sse.event_frame(name, data))
-        await self._write_pending(self.queued)
+        self.queued.add(sse.event_frame(name, data, event_id=event_id))
+        await self._write_pending()
 
-    async def _write_pending(self, pending: PendingWrite) -> None:
+    async def _write_pending(self) -> None:
         """Write the queued frames (if any) as one. Their counters and ids were set as
         they were queued: once the bytes are in the transport they are delivered or the
         connection is dead, so a write cut short still sent them."""
-        if pending.events:
-            parts, size, events = pending.take()
+        if self.queued.events:
+            parts, size, events = self.queued.take()
             await self._write(*parts, size=size, events=events)
 
     async def _write(
