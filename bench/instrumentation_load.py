@@ -3,18 +3,20 @@
 Two walletd processes take turns on the server core under the same load client as
 stream_load.py:
 
-- bare: LOG_LEVEL=WARNING (no access, stream_started or stream_finished lines) and
-  nobody reading /metrics;
+- bare: LOG_LEVEL=WARNING (no access or stream_finished lines) and nobody reading
+  /metrics;
 - instrumented: LOG_LEVEL=INFO with LOG_FORMAT=json to a file (what journald gets: one
-  access line, one stream_started and one stream_finished per stream), and /metrics
-  scraped every --scrape-interval (15) seconds during the load.
+  access line and one stream_finished line per stream), and /metrics scraped every
+  --scrape-interval (15) seconds during the load.
 
 walletd's metrics cost nothing per event (streams count their own events; a collector
 sums them at scrape time), so this measures what remains: the per-stream counters, the
-log lines, the scrapes. Target: instrumented >= 90 % of bare, for events/s (throughput)
-and for new streams/s (churn, where per-stream logging weighs most).
+log lines, the scrapes. Target: instrumented >= 90 % of bare in server CPU per unit of
+work (bare's CPU per 1M trades, or per new stream in churn, over instrumented's): the
+load client saturates first in the throughput scenario, so events/s there measures the
+client. The rates are printed beside.
 
-    python3 bench/instrumentation_load.py             # 3 rounds, about 2.5 minutes
+    python3 bench/instrumentation_load.py             # 5 rounds, about 2.5 minutes
     python3 bench/instrumentation_load.py --quick     # 1 round, short
 """
 
@@ -122,21 +124,40 @@ def count_lines(log: Path) -> dict[str, int]:
     return counts
 
 
-def rows_of(run: Run) -> list[tuple[str, str, float, float, bool | None]]:
-    rows: list[tuple[str, str, float, float, bool | None]] = []
-    for scenario, metric, key, target in (
-        ("throughput", "events/s (trades/s / 100)", "trades_s", True),
-        ("churn", "new streams/s", "streams_s", True),
+@dataclass
+class Row:
+    scenario: str
+    metric: str
+    on: float  # instrumented
+    off: float  # bare
+    efficiency: float | None = None  # off / on for a cost judged against the target
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.efficiency is None else self.efficiency >= TARGET_RATIO
+
+    @property
+    def ratio(self) -> str:
+        if "(cores)" in self.metric:
+            return ""
+        return f"{self.on / self.off:.0%}"
+
+
+def rows_of(run: Run) -> list[Row]:
+    rows: list[Row] = []
+    for scenario, metric, key, judged in (
+        ("throughput", "server CPU s per 1M trades", "cpu_s_per_mtrades", True),
+        ("churn", "server CPU per new stream (ms)", "cpu_ms_per_stream", True),
+        ("throughput", "events/s (trades/s / 100)", "trades_s", False),
+        ("churn", "new streams/s", "streams_s", False),
         ("churn", "first trades p99 (ms)", "p99_ms", False),
-        ("throughput", "server CPU s per 1M trades", "cpu_s_per_mtrades", False),
-        ("churn", "server CPU per new stream (ms)", "cpu_ms_per_stream", False),
         ("throughput", "server CPU (cores)", "server_cpu", False),
         ("churn", "server CPU (cores)", "server_cpu", False),
     ):
         on, off = (run.median(scenario, side, key) for side in SIDES)
         if key == "trades_s":
             on, off = on / 100, off / 100
-        rows.append((scenario, metric, on, off, on / off >= TARGET_RATIO if target else None))
+        rows.append(Row(scenario, metric, on, off, off / on if judged else None))
     return rows
 
 
@@ -148,11 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (status := sl.execute(run_all, run)) is not None:
             return status
     rows = rows_of(run)
-    lines = [("scenario", "metric", "instrumented", "bare", "ratio", "target", "result")]
-    for scenario, metric, on, off, passed in rows:
-        target = f">= {TARGET_RATIO:.0%}" if passed is not None else ""
-        ratio = "" if "(cores)" in metric else f"{on / off:.0%}"
-        lines.append((scenario, metric, sl.fmt(on), sl.fmt(off), ratio, target, sl.verdict(passed)))
+    lines = [("scenario", "metric", "instrumented", "bare", "ratio", "efficiency", "result")]
+    for row in rows:
+        efficiency = (
+            "" if row.efficiency is None else f"{row.efficiency:.0%} (>= {TARGET_RATIO:.0%})"
+        )
+        lines.append(
+            (
+                row.scenario,
+                row.metric,
+                sl.fmt(row.on),
+                sl.fmt(row.off),
+                row.ratio,
+                efficiency,
+                sl.verdict(row.passed),
+            )
+        )
     print(f"\nwalletd {run.commit}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     sl.print_columns(lines)
     sl.print_saturation(run.rounds)
@@ -177,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     print(f"figures: {path}")
-    return 0 if all(r[4] is not False for r in rows) else 2
+    return 0 if all(row.passed is not False for row in rows) else 2
 
 
 if __name__ == "__main__":

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import fcntl
 import json
 import logging
+import os
 import signal
+import threading
 
 import aiohttp
 import pytest
@@ -15,11 +19,11 @@ from tests.sse_client import read_events
 from tests.support import WALLET
 from tests.walletd_process import walletd
 from walletd.observability.logs import (
+    BatchingHandler,
     ContextFilter,
-    api_key_var,
+    InfoLine,
+    bind_ids,
     json_formatter,
-    json_line,
-    stream_id_var,
 )
 
 REQUIRED = {"timestamp", "level", "message", "logger"}
@@ -139,14 +143,15 @@ def test_the_direct_access_line_is_the_formatters_line():
     """AccessLogger writes JSON lines without a LogRecord: same keys, order and values."""
 
     def both() -> tuple[dict, dict]:
-        api_key_var.set("wd_live_ab...")
-        stream_id_var.set("s-1")
-        fields = {"request_id": "r-1", "method": "GET", "status": 200, "client_ip": "::1"}
-        record = logging.LogRecord("walletd.access", logging.INFO, "", 0, "http_request", (), None)
+        bind_ids(request_id="r-1", client_ip="::1")
+        bind_ids(api_key="wd_live_ab...", stream_id="s-1")
+        fields = {"method": "GET", "path": '/héllo\n"', "status": 200, "bytes": None}
+        logger = logging.getLogger("walletd.access")
+        record = logger.makeRecord(logger.name, logging.INFO, "", 0, "http_request", (), None)
         record.__dict__.update(fields)
         ContextFilter().filter(record)
         return (
-            json.loads(json_line("walletd.access", "http_request", fields)),
+            json.loads(InfoLine(logger, "http_request").json(dict(fields))),
             json.loads(json_formatter().format(record)),
         )
 
@@ -154,3 +159,131 @@ def test_the_direct_access_line_is_the_formatters_line():
     assert direct.pop("timestamp")[:4] == formatted.pop("timestamp")[:4]
     assert list(direct.items()) == list(formatted.items())
     assert direct["api_key"] == "wd_live_ab..." and "wallet" not in direct
+    assert list(direct)[:5] == ["level", "logger", "message", "request_id", "client_ip"]
+
+
+def test_a_line_outside_a_request_still_has_a_request_id():
+    """SPEC §7 names request_id on every line: null where there is none."""
+    line = contextvars.copy_context().run(
+        InfoLine(logging.getLogger("walletd.x"), "started").json, {"n": 1}
+    )
+    assert json.loads(line) == {
+        "level": "INFO",
+        "logger": "walletd.x",
+        "message": "started",
+        "request_id": None,
+        "n": 1,
+        "timestamp": json.loads(line)["timestamp"],
+    }
+
+
+@pytest.fixture
+def pipe():
+    """A pipe's (read end, write end), the read end non-blocking, room for 1 MB."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    yield read_fd, write_fd
+    for fd in (read_fd, write_fd):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def written(fd: int) -> bytes:
+    """What is in the pipe now, without waiting."""
+    out = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 1 << 16):
+            out += chunk
+    return out
+
+
+def record(level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord("walletd.test", level, "", 0, message, (), None)
+
+
+async def test_lines_wait_for_the_timer_and_a_warning_takes_them_out_at_once(pipe):
+    read_fd, write_fd = pipe
+    handler = BatchingHandler(write_fd)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.handle(record(logging.INFO, "first"))
+    handler.write_line(b"direct\n")
+    assert written(read_fd) == b""  # queued until the timer, FLUSH_S from now
+    handler.handle(record(logging.WARNING, "héllo"))
+    assert written(read_fd) == "INFO first\ndirect\nWARNING héllo\n".encode()
+
+    handler.handle(record(logging.INFO, "later"))
+    readable = asyncio.Event()
+    asyncio.get_running_loop().add_reader(read_fd, readable.set)
+    try:
+        await asyncio.wait_for(readable.wait(), 5)  # the timer's flush
+    finally:
+        asyncio.get_running_loop().remove_reader(read_fd)
+    assert written(read_fd) == b"INFO later\n"
+    handler.close()
+
+
+async def test_a_full_buffer_goes_out_without_waiting_for_the_timer(pipe):
+    read_fd, write_fd = pipe
+    handler = BatchingHandler(write_fd)
+    line = b"x" * 1000 + b"\n"
+    for _ in range(BatchingHandler.LIMIT // len(line) + 1):
+        handler.write_line(line)
+    assert len(written(read_fd)) >= BatchingHandler.LIMIT
+    handler.close()
+
+
+def test_lines_from_many_threads_arrive_whole_and_once(pipe):
+    """Queueing takes no lock: no line may be lost, doubled or cut by a flush beside it."""
+    read_fd, write_fd = pipe
+    os.set_blocking(read_fd, True)
+    handler = BatchingHandler(write_fd)
+    chunks: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: chunks.extend(iter(lambda: os.read(read_fd, 1 << 16), b""))
+    )
+    reader.start()
+
+    def log(thread: int) -> None:
+        for n in range(2000):
+            handler.write_line(b"%d-%d\n" % (thread, n))
+            if n % 97 == 0:
+                handler.flush()
+
+    threads = [threading.Thread(target=log, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.close()
+    os.close(write_fd)
+    reader.join()
+    lines = b"".join(chunks).splitlines()
+    assert sorted(lines) == sorted(b"%d-%d" % (t, n) for t in range(4) for n in range(2000))
+    for t in range(4):  # each thread's lines in its order
+        mine = [line for line in lines if line.startswith(b"%d-" % t)]
+        assert mine == [b"%d-%d" % (t, n) for n in range(2000)]
+
+
+def test_a_closed_stdout_drops_lines_without_raising(pipe):
+    read_fd, write_fd = pipe
+    os.close(read_fd)  # writes now fail with EPIPE
+    handler = BatchingHandler(write_fd)
+    handler.handle(record(logging.ERROR, "nobody reads this"))
+    handler.close()
+
+
+def test_a_request_binds_its_ids_for_itself_alone():
+    """Each request runs in a context of its own: its ids show in its lines, not another's."""
+
+    def request(request_id: str) -> dict:
+        bind_ids(request_id=request_id, client_ip="::1")
+        bind_ids(stream_id=f"s-{request_id}")
+        return json.loads(InfoLine(logging.getLogger("walletd.x"), "done").json({}))
+
+    first = contextvars.copy_context().run(request, "r-1")
+    second = contextvars.copy_context().run(request, "r-2")
+    assert (first["request_id"], first["stream_id"]) == ("r-1", "s-r-1")
+    assert (second["request_id"], second["stream_id"]) == ("r-2", "s-r-2")
+    outside = json.loads(InfoLine(logging.getLogger("walletd.x"), "done").json({}))
+    assert outside["request_id"] is None and "stream_id" not in outside

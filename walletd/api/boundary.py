@@ -26,7 +26,7 @@ from walletd.errors import (
     WalletdError,
 )
 from walletd.exchange import Exchange, RouteRules
-from walletd.observability.logs import request_id_var
+from walletd.observability.logs import bind_ids
 from walletd.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ def guard(app: web.Application, rules: RouteRules, handler: Handler) -> Handler:
             given = new_request_id()
         exchange = Exchange(given, rules, client_ip(request, trusted))
         request[EXCHANGE] = exchange
-        request_id_var.set(given)
+        # Every line of this request names it and its client, refusals included.
+        bind_ids(request_id=given, client_ip=exchange.client_ip)
         status: int | str = "client_closed"  # unless a response comes back
         try:
             try:

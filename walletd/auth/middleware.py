@@ -35,7 +35,7 @@ from walletd.errors import (
 )
 from walletd.exchange import Exchange
 from walletd.limits import Verdict
-from walletd.observability.logs import api_key_var, client_ip_var
+from walletd.observability.logs import bind_ids
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ class Admission:
 
     async def __call__(self, request: web.Request, exchange: Exchange) -> None:
         """Raise unless this caller may make this request now; record who they are."""
-        # First, so that every line of this request names the client, refusals included.
         ip = exchange.client_ip
-        client_ip_var.set(ip)
         check_request_size(request)
         scope = exchange.rules.scope
         # OPTIONS is only ever a CORS preflight (cors.py): browsers send it without a key.
@@ -97,7 +95,7 @@ class Admission:
             key = presented_key(request)
             if key is None:
                 raise AuthRequired()
-            api_key_var.set(mask_key(key))
+            bind_ids(api_key=mask_key(key))
             return await authenticate(keys, key, time.time())
         except (AuthRequired, InvalidApiKey):
             await limits.auth_failed(ip)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime
+import functools
 import logging
+import os
 import sys
+import threading
 from typing import Any
 
 import orjson
@@ -16,37 +19,47 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 
 from walletd.appkeys import EXCHANGE
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
-client_ip_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "client_ip", default=None
-)
-api_key_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "api_key", default=None
-)  # always masked (keys.mask_key) before it is set
-stream_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "stream_id", default=None
-)
-wallet_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("wallet", default=None)
-_CONTEXT = (
-    ("request_id", request_id_var),
-    ("client_ip", client_ip_var),
-    ("api_key", api_key_var),
-    ("stream_id", stream_id_var),
-    ("wallet", wallet_var),
-)
+
+class _Ids(dict[str, str]):
+    """A request's correlation ids: request_id, client_ip, api_key (always masked, by
+    keys.mask_key), stream_id, wallet, in the order they were bound; and, once a line
+    has needed it, their JSON, which a stream's two lines share (InfoLine)."""
+
+    json: bytes | None = None  # an instance's own once set
+
+
+_UNBOUND = _Ids()  # outside requests; never changed
+_ids: contextvars.ContextVar[_Ids] = contextvars.ContextVar("log_ids", default=_UNBOUND)
+
+
+def bind_ids(**ids: str) -> None:
+    """Name `ids` on every line the current request writes from now on.
+
+    A request's ids are one object, made by its first bind (the boundary's: aiohttp
+    runs each request in a task of its own, whose context has none) and completed in
+    place by the later ones (auth, the stream). One variable rather than one per id: a
+    line reads them with one lookup, and binding costs no more than setting variables
+    did. Tasks the request starts share them, later binds included.
+    """
+    bound = _ids.get()
+    if bound is _UNBOUND:
+        _ids.set(_Ids(ids))
+    else:
+        bound.update(ids)
+        if bound.json is not None:
+            bound.json = None
 
 
 class ContextFilter(logging.Filter):
-    """Copies the correlation ids of the current task onto every record."""
+    """Copies the correlation ids of the current task onto every record (request_id
+    always, None outside a request), unless the record names them itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, var in _CONTEXT:
-            if not hasattr(record, name):
-                value = var.get()
-                if value is not None or name == "request_id":
-                    setattr(record, name, value)
+        fields = record.__dict__
+        ids = fields["_log_ids"] = _ids.get()  # their order, for JsonLineFormatter
+        for name, value in ids.items():
+            fields.setdefault(name, value)
+        fields.setdefault("request_id", None)
         return True
 
 
@@ -65,7 +78,8 @@ class JsonLineFormatter(OrjsonFormatter):
             "level": record.levelname,
             "logger": record.name,
             "message": message,
-            "request_id": fields.get("request_id"),
+            "request_id": None,
+            **fields.get("_log_ids", {}),  # InfoLine's order: the ids, then the extras
         }
         skip = self._skip_fields
         for key, value in fields.items():
@@ -75,53 +89,80 @@ class JsonLineFormatter(OrjsonFormatter):
         return orjson.dumps(out, default=self.json_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A line per record, written in batches: a busy server writes three lines per
-    stream, and a write(2) per line cost more than formatting them
+class BatchingHandler(logging.Handler):
+    """A line per record, written to a descriptor in batches: a busy server writes two
+    lines per stream, and a write(2) per line cost more than formatting them
     (bench/instrumentation_load.py).
 
-    A line waits at most FLUSH_S (a timer on the event loop; logging from any other
-    thread writes at once). WARNING and above go out at once, and everything at exit
-    (logging.shutdown closes handlers).
+    Lines wait in one buffer, as UTF-8, at most FLUSH_S (a timer on the event loop) or
+    until it holds LIMIT bytes. WARNING and above, and everything at exit
+    (logging.shutdown), go out at once, as do lines from a thread without a loop unless
+    a flush is already due. Queueing takes no lock: `+=` on the bytearray is one step
+    under the GIL, and only flushes, which take bytes off its front, are serialised. A
+    batch the descriptor refuses (stdout closed) is dropped: logging must not take the
+    server down.
     """
 
     FLUSH_S = 0.1
+    LIMIT = 1 << 16
 
     def __init__(self, fd: int) -> None:
-        # Its own buffer over the descriptor: sys.stdout may be unbuffered (PYTHONUNBUFFERED).
-        super().__init__(open(fd, "w", buffering=1 << 16, encoding="utf-8", closefd=False))
+        super().__init__()
+        self._fd = fd
+        self._pending = bytearray()
+        self._flushing = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
 
-    def flush(self) -> None:
-        """Called by emit() after every record: schedule the write rather than do it."""
-        if self._timer is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread
-            self.flush_now()
-            return
-        self._timer = loop.call_later(self.FLUSH_S, self.flush_now)
+    def write_line(self, line: bytes) -> None:
+        """Queue one whole line (ending in a newline)."""
+        pending = self._pending
+        pending += line
+        if self._timer is None or len(pending) >= self.LIMIT:
+            self._schedule()
 
-    def flush_now(self) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        self.write_line(line.encode("utf-8", "backslashreplace"))
+        if record.levelno >= logging.WARNING:
+            self.flush()
+
+    def _schedule(self) -> None:
+        if len(self._pending) < self.LIMIT:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop in this thread
+                pass
+            else:
+                self._timer = loop.call_later(self.FLUSH_S, self._on_timer)
+                return
+        self.flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        with self._flushing:
+            pending = self._pending
+            batch = bytes(pending)
+            del pending[: len(batch)]  # lines queued meanwhile stay, after it
+            view = memoryview(batch)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError:
+                pass
+
+    def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        super().flush()
-
-    def write_line(self, line: str) -> None:
-        """Write a line formatted without a LogRecord (the access line), as emit() does."""
-        with self.lock:  # type: ignore[union-attr]
-            self.stream.write(line + self.terminator)
-            self.flush()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        if record.levelno >= logging.WARNING:
-            self.flush_now()
-
-    def close(self) -> None:
-        self.flush_now()
+        self.flush()
         super().close()
 
 
@@ -159,29 +200,64 @@ def configure_logging(level: str, fmt: str) -> None:
     _json_sink = handler if fmt == "json" else None
 
 
-# Where JSON lines go for info_line; None with text lines (configure_logging).
+# Where InfoLine writes JSON lines; None with text lines (configure_logging).
 _json_sink: BatchingHandler | None = None
+_now = datetime.datetime.now
+_UTC = datetime.UTC
 
 
-def info_line(logger: logging.Logger, record: dict[str, Any]) -> None:
-    """An INFO line of `record`: level, logger and message first, then its fields (from
-    request_id on), for the lines written per request and per stream.
+class InfoLine:
+    """An INFO line of one logger and message, with the bound ids and the fields given
+    to `write`: the lines written per request (http_request) and per stream
+    (stream_finished).
 
-    With JSON lines it is written here, without a LogRecord: the same object as
-    JsonLineFormatter's with ContextFilter's ids (test_logs), at a third of the cost of
-    going through `logging` (record, filter, lock, format), which was 15 % of a /health
-    request's CPU (bench/request_load.py). With text lines it goes through `logger`.
-    The caller has checked that INFO is enabled.
+    With JSON lines it is written without a LogRecord, and spliced rather than built as
+    one object: the level, logger and message are encoded once, the ids once per
+    binding, and only the fields (and timestamp) per line; the same line as
+    JsonLineFormatter's with ContextFilter's ids (test_logs). Going through `logging`
+    (record, filter, lock, format) was 15 % of a /health request's CPU, and merging the
+    ids and fields into one object half of what was left
+    (bench/stream_cost.py --instrumented). With text lines it goes through the logger.
     """
-    if _json_sink is not None:
-        _json_sink.write_line(_finish_line(record))
-        return
-    del record["level"], record["logger"]
-    logger.info(record.pop("message"), extra=record)
+
+    __slots__ = ("_head", "_logger", "_message")
+
+    def __init__(self, logger: logging.Logger, message: str) -> None:
+        self._logger = logger
+        self._message = message
+        head = {"level": "INFO", "logger": logger.name, "message": message}
+        self._head = orjson.dumps(head)[:-1] + b","
+
+    def write(self, fields: dict[str, Any]) -> None:
+        """Write the line; the caller has checked that INFO is enabled. `fields` have
+        str keys and scalar values, and are the caller's no more."""
+        sink = _json_sink
+        if sink is None:
+            self._logger.info(self._message, extra=fields)
+        else:
+            sink.write_line(self.json(fields))
+
+    def json(self, fields: dict[str, Any]) -> bytes:
+        """The JSON line, newline included. Without OPT_NON_STR_KEYS, which the
+        formatter needs for any record's extras (30 % of a dumps)."""
+        fields["timestamp"] = _now(_UTC)
+        ids = _ids.get()
+        ids_json = ids.json
+        if ids_json is None:
+            ids_json = ids.json = orjson.dumps({"request_id": None, **ids})[1:-1] + b","
+        body = orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
+        return b"".join((self._head, ids_json, body[1:]))
+
+
+@functools.cache
+def _http_request(logger: logging.Logger) -> InfoLine:
+    """The access line of `logger`: made once, not for each of aiohttp's AccessLoggers
+    (one per connection)."""
+    return InfoLine(logger, "http_request")
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One `http_request` line per request (`info_line`), with its correlation id.
+    """One `http_request` line per request, with its correlation ids.
 
     The path is logged without its query string: query values may carry credentials.
     """
@@ -193,47 +269,19 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         try:
-            exchange = request[EXCHANGE]
+            route = request[EXCHANGE].rules.path  # None for unknown paths
         except KeyError:  # refused by aiohttp before routing: the peer, no ids
-            request_id = route = None
-            client_ip = request.remote
-        else:
-            request_id, route = exchange.request_id, exchange.rules.path
-            client_ip = exchange.client_ip
-        # In the order of json_line's object (test_logs checks it), built in place.
-        info_line(
-            self.logger,
+            route = None
+            if request.remote is not None:
+                bind_ids(client_ip=request.remote)
+        _http_request(self.logger).write(
             {
-                "level": "INFO",
-                "logger": self.logger.name,
-                "message": "http_request",
-                "request_id": request_id,
                 "method": request.method,
                 "path": request.path,
-                "route": route,  # None for unknown paths
+                "route": route,
                 "status": response.status,
                 "bytes": response.body_length,
                 # Whole µs in ms: round(time * 1000, 3)'s value at a fifth of its cost.
                 "duration_ms": round(time * 1_000_000) / 1000,
-                "client_ip": client_ip,
-            },
+            }
         )
-
-
-def json_line(logger: str, message: str, fields: dict[str, Any]) -> str:
-    """The line JsonLineFormatter writes for an INFO record of `message` with `fields`
-    as its extra (which start with request_id) and ContextFilter's other ids."""
-    return _finish_line({"level": "INFO", "logger": logger, "message": message, **fields})
-
-
-def _finish_line(out: dict[str, Any]) -> str:
-    """`out` (level, logger, message, then the extra fields) with ContextFilter's other
-    ids and the timestamp, as one JSON line."""
-    for name, var in _CONTEXT:
-        if name not in out and (value := var.get()) is not None:
-            out[name] = value
-    out["timestamp"] = datetime.datetime.now(tz=datetime.UTC)
-    # Without OPT_NON_STR_KEYS, which the formatter needs for any record's extras (30 %
-    # of this dumps): the lines written this way (http_request, stream_finished) are
-    # built by walletd with str keys and scalar values only.
-    return orjson.dumps(out).decode()

@@ -30,7 +30,7 @@ from walletd.errors import (
     WalletdError,
     WalletNotFound,
 )
-from walletd.observability.logs import info_line, request_id_var, stream_id_var, wallet_var
+from walletd.observability.logs import InfoLine, bind_ids
 from walletd.stream import sse
 from walletd.stream.alarm import Alarm, T
 from walletd.stream.events import (
@@ -47,6 +47,7 @@ from walletd.upstream.history import Recording
 from walletd.upstream.pages import ScannedPage
 
 log = logging.getLogger(__name__)
+_FINISHED = InfoLine(log, "stream_finished")
 
 _FINAL_WRITE_TIMEOUT_S = 5.0
 LOOKAHEAD_PAGES = 3
@@ -131,8 +132,7 @@ class WalletStream(StreamOutput):
         """Stream until complete, failed, stopped or the client leaves; never raises
         except CancelledError when the client left (aiohttp cancels the handler)."""
         self._task = asyncio.current_task()
-        stream_id_var.set(self.stream_id)
-        wallet_var.set(self.wallet)
+        bind_ids(stream_id=self.stream_id, wallet=self.wallet)
         metrics = self.app[METRICS]
         metrics.stream_started()
         end_reason = "complete"
@@ -181,20 +181,16 @@ class WalletStream(StreamOutput):
 
     def _log_finished(self, end_reason: str, duration_s: float) -> None:
         """The stream_finished line (SPEC §7), the larger of a stream's two lines
-        (bench/instrumentation_load.py): written as the access line is (logs.info_line)."""
-        info_line(
-            log,
+        (bench/instrumentation_load.py): written as the access line is (logs.InfoLine)."""
+        _FINISHED.write(
             {
-                "level": "INFO",
-                "logger": log.name,
-                "message": "stream_finished",
-                "request_id": request_id_var.get(),
                 "end_reason": end_reason,
                 "events": self.events,
                 "trades": self.trades_sent,
                 "bytes": self.bytes_sent,
-                "duration_s": round(duration_s, 3),
-            },
+                # Whole ms: round(duration_s, 3)'s value at a fifth of its cost.
+                "duration_s": round(duration_s * 1000) / 1000,
+            }
         )
 
     async def _finish(self, recording: Recording, truncated: bool) -> None:
