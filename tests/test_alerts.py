@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -140,22 +141,41 @@ def verify_by_hand(key: bytes, headers: dict[str, str], body: bytes) -> bool:
 
 def test_error_rate_is_zero_when_no_stream_finished() -> None:
     rate = ErrorRate(WINDOW_S, clock=FakeClock())
-    assert rate.percent() == 0.0
-    assert rate.streams() == 0
+    assert rate.tally() == (0.0, 0)
 
 
-def test_error_rate_expires_streams_at_the_window_edge() -> None:
-    clock = FakeClock()
+@pytest.mark.parametrize("offset", [0.0, 0.5, 0.999])
+def test_error_rate_counts_a_stream_for_the_window_and_at_most_a_second_more(offset) -> None:
+    clock = FakeClock(1000.0 + offset)
     rate = ErrorRate(WINDOW_S, clock=clock)
     rate.record(True)
     clock.advance(100)
     rate.record(False)
-    clock.advance(WINDOW_S - 100 - 0.001)  # the first stream is just inside
-    assert (rate.percent(), rate.streams()) == (50.0, 2)
-    clock.advance(0.001)  # exactly one window after the first stream: it is out
-    assert (rate.percent(), rate.streams()) == (0.0, 1)
-    clock.advance(100)
-    assert (rate.percent(), rate.streams()) == (0.0, 0)
+    clock.advance(WINDOW_S - 100 - 0.001)  # the first stream is inside, whatever its second
+    assert rate.tally() == (50.0, 2)
+    clock.now = 1000.0 + 1 + WINDOW_S - 0.001  # still its second's window
+    assert rate.tally() == (50.0, 2)
+    clock.now = 1000.0 + 1 + WINDOW_S  # all of its second is a window ago: it is out
+    assert rate.tally() == (0.0, 1)
+    clock.advance(101)
+    assert rate.tally() == (0.0, 0)
+
+
+def test_error_rate_memory_does_not_grow_with_the_streams_finished() -> None:
+    """One entry per second, not per stream: a churn of thousands a second is cheap."""
+    clock = FakeClock()
+    rate = ErrorRate(WINDOW_S, clock=clock)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(100_000):
+            clock.advance(0.0001)  # 10,000 streams a second, for 10 seconds
+            rate.record(n % 4 == 0)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert rate.tally() == (25.0, 100_000)
+    assert grown < 20_000, grown
 
 
 def test_error_rate_is_the_errored_share_of_the_window() -> None:
@@ -213,7 +233,7 @@ def test_episode_ends_when_the_window_empties(make_monitor: Any, logged: Any) ->
     monitor, rate = make_monitor()
     finish(rate, errored=MIN_STREAMS)
     monitor.check()
-    clock_of(rate).advance(WINDOW_S)  # no stream since: the periodic check recovers
+    clock_of(rate).advance(WINDOW_S + 1)  # no stream since: the periodic check recovers
     monitor.check()
     assert len(logged("error_rate_recovered")) == 1
 
@@ -261,7 +281,7 @@ async def test_webhook_alert_and_recovery_arrive_signed_and_verifiable(
     monitor.check()
     await asyncio.wait_for(receiver.delivered.wait(), 10)
     receiver.delivered.clear()
-    clock_of(rate).advance(WINDOW_S)
+    clock_of(rate).advance(WINDOW_S + 1)
     monitor.check()
     await asyncio.wait_for(receiver.delivered.wait(), 10)
 
@@ -368,7 +388,7 @@ async def test_deliveries_beyond_the_bound_are_dropped(monitor_for: Any, logged:
     monitor, rate = await monitor_for(receiver)
     for _ in range(MAX_IN_FLIGHT + 1):  # each alert or recovery is one delivery
         if monitor.alerting:
-            clock_of(rate).advance(WINDOW_S)
+            clock_of(rate).advance(WINDOW_S + 1)
         else:
             finish(rate, errored=MIN_STREAMS)
         monitor.check()
@@ -390,7 +410,7 @@ async def test_close_cancels_deliveries_still_pending_after_the_grace(
     await asyncio.wait_for(receiver.arrived.wait(), 10)
     await monitor.close(grace_s=0.01)  # the receiver holds the request: cancelled
     assert not logged("alert_webhook_delivered") and not logged("alert_webhook_failed")
-    clock_of(rate).advance(WINDOW_S)
+    clock_of(rate).advance(WINDOW_S + 1)
     monitor.check()  # after close: logged, not sent
     assert len(logged("error_rate_recovered")) == 1
     assert len(receiver.requests) == 1

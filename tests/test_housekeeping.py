@@ -35,9 +35,8 @@ async def open_unread_stream(port: int, path: str) -> socket.socket:
     return sock
 
 
-def reaped(app) -> float:
-    metric = app[METRICS].streams_finished.labels("reaped")
-    return metric._value.get()
+def reaped(app) -> int:
+    return app[METRICS].streams_finished.get("reaped", 0)
 
 
 async def test_a_client_that_stops_reading_is_reaped_and_its_slot_freed(serve):

@@ -7,7 +7,8 @@ import asyncio
 import aiohttp
 import psutil
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.metrics_core import HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.clocks import FakeClock
@@ -18,6 +19,7 @@ from tests.sse_client import EventReader, parse, read_events
 from tests.support import WALLET
 from tests.waiting import eventually
 from walletd.appkeys import KEYSTORE, METRICS
+from walletd.observability.metrics import STREAM_DURATION_BUCKETS, Buckets
 
 EMPTY = "6RPHRQhmdzVdFbdK14KSbasyKJmC42dVgDprFKqdu7si"  # a demo address without history
 STREAM = "/v4/wallet/{}/stream"
@@ -222,3 +224,46 @@ async def test_live_follow_histograms_resolve_the_50_ms_target(serve):
     for name in ("walletdoctor_live_delivery_seconds", "walletdoctor_live_poll_seconds"):
         bounds = [s.labels["le"] for s in m.samples if s.name == f"{name}_bucket"]
         assert [b for b in bounds if b in fine] == fine, bounds
+
+
+class _Families:
+    """A registry's collector of ready-made families."""
+
+    def __init__(self, *families) -> None:
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def test_stream_durations_read_as_prometheus_clients_own_histogram_would():
+    """Bucket bounds included (le), +Inf, sum and count: the same exposition as a
+    prometheus-client Histogram fed the same values (its _created line aside)."""
+    values = [0.0, 0.05, 0.1, 0.1000001, 2.5, 7.0, 599.9, 600.0, 601.0, 1e9]
+    theirs = CollectorRegistry()
+    reference = Histogram(
+        "walletdoctor_stream_duration_seconds",
+        "Duration of finished streams, by how they ended",
+        ["outcome"],
+        buckets=STREAM_DURATION_BUCKETS,
+        registry=theirs,
+    )
+    ours = Buckets(STREAM_DURATION_BUCKETS)
+    for value in values:
+        reference.labels("complete").observe(value)
+        ours.observe(value)
+    family = HistogramMetricFamily(
+        "walletdoctor_stream_duration_seconds",
+        "Duration of finished streams, by how they ended",
+        labels=["outcome"],
+    )
+    ours.add_to(family, ["complete"])
+    mine = CollectorRegistry()
+    mine.register(_Families(family))
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert lines(mine) == lines(theirs)
+    assert ours.counts[0] == 3 and ours.counts[-1] == 2  # <= 0.1 (bound included); > 600

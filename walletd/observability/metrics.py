@@ -2,7 +2,11 @@
 
 The streaming hot path pays nothing: each stream already counts its own events, trades
 and bytes, and a collector adds the live streams' counts to those of finished streams
-when Prometheus asks. The six `walletdoctor_*` series of the SPEC keep their exact
+when Prometheus asks. What is counted per stream or request (finished streams by
+reason, their durations, HTTP requests) is kept in plain dicts and lists and exported
+by the same collector: prometheus-client's labelled children take a lock per update and
+its histogram walks its buckets in Python, 3 % of a new stream's instructions
+(bench/stream_cost.py). The six `walletdoctor_*` series of the SPEC keep their exact
 names: prometheus-client appends `_total` to every counter, so the cumulative ones are
 exported untyped (Prometheus's rate() works on them all the same).
 
@@ -12,10 +16,12 @@ or stream id.
 
 from __future__ import annotations
 
+import itertools
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -24,10 +30,12 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     UnknownMetricFamily,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from walletd.errors import WalletdError
 from walletd.observability.alerts import ErrorRate
@@ -38,7 +46,6 @@ UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # The methods walletd routes; any other a client sends is `other` (SPEC §7): a label
 # value never comes unbounded from a client.
 ROUTED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_M = TypeVar("_M", Counter, Histogram)
 
 LAG_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
 # Live polls and deliveries aim at 50 ms: buckets fine enough around it to tell a p99.
@@ -74,6 +81,27 @@ class FinishedTotals:
     bytes: int = 0
 
 
+class Buckets:
+    """One histogram series as it is filled: a count per bucket (not cumulative; the
+    last is +Inf's) and the sum, exported cumulative at scrape time (`add_to`)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le: value <= its bound
+        self.total += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        les = [*map(floatToGoString, self.bounds), "+Inf"]
+        cumulative = itertools.accumulate(self.counts)
+        family.add_metric(labels, list(zip(les, cumulative, strict=True)), self.total)
+
+
 class Metrics:
     """Every metric of one walletd app; see the module docstring for the design."""
 
@@ -90,19 +118,10 @@ class Metrics:
         self.started = 0
         self.finished = FinishedTotals()
         r = self.registry
-        self.stream_duration = Histogram(
-            "walletdoctor_stream_duration_seconds",
-            "Duration of finished streams, by how they ended",
-            ["outcome"],
-            buckets=STREAM_DURATION_BUCKETS,
-            registry=r,
-        )
-        self.streams_finished = Counter(
-            "walletdoctor_streams_finished",
-            "Finished streams by end reason (complete, client_closed, reaped, an error code)",
-            ["reason"],
-            registry=r,
-        )
+        # Exported by _LiveCollector (the module docstring says why).
+        self.stream_durations: dict[str, Buckets] = {}  # by outcome
+        self.streams_finished: dict[str, int] = {}  # by end reason
+        self.http_requests: dict[tuple[str, str, int | str], int] = {}  # route, method, status
         self.upstream_latency = Histogram(
             "walletdoctor_upstream_request_seconds",
             "Upstream (Helius) request latency, by endpoint and status",
@@ -164,19 +183,6 @@ class Metrics:
             registry=r,
         )
         r.register(_LiveCollector(self, live_streams, breaker, redis_fallback))
-        # Label children by label values: `labels()` validates and locks per call (a few
-        # µs of every request); the values are few (routes, statuses, reasons).
-        self._children: dict[tuple[object, ...], Any] = {}
-        # HTTP requests by (route, method, status), exported by the collector: a dict
-        # increment per request instead of a labelled child's five calls and a lock.
-        self.http_requests: dict[tuple[str, str, int | str], int] = {}
-
-    def _child(self, metric: _M, *values: str) -> _M:
-        key = (metric, *values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*values)
-        return cast(_M, child)
 
     def watch_live(
         self,
@@ -209,8 +215,12 @@ class Metrics:
         totals.trades += stream.trades_sent
         totals.bytes += stream.bytes_sent
         outcome = "error" if errored else reason  # complete, client_closed, reaped
-        self._child(self.stream_duration, outcome).observe(duration_s)
-        self._child(self.streams_finished, reason).inc()
+        durations = self.stream_durations.get(outcome)
+        if durations is None:
+            durations = self.stream_durations[outcome] = Buckets(STREAM_DURATION_BUCKETS)
+        durations.observe(duration_s)
+        finished = self.streams_finished
+        finished[reason] = finished.get(reason, 0) + 1
         self.error_rate.record(errored)
 
     def upstream_attempt(self, endpoint: str, status: str, seconds: float) -> None:
@@ -292,6 +302,22 @@ class _LiveCollector(Collector):
         for (route, method, status), count in list(m.http_requests.items()):
             requests.add_metric([route, method, str(status)], count)
         yield requests
+        finished = CounterMetricFamily(
+            "walletdoctor_streams_finished",
+            "Finished streams by end reason (complete, client_closed, reaped, an error code)",
+            labels=["reason"],
+        )
+        for reason, count in list(m.streams_finished.items()):
+            finished.add_metric([reason], count)
+        yield finished
+        durations = HistogramMetricFamily(
+            "walletdoctor_stream_duration_seconds",
+            "Duration of finished streams, by how they ended",
+            labels=["outcome"],
+        )
+        for outcome, buckets in list(m.stream_durations.items()):
+            buckets.add_to(durations, [outcome])
+        yield durations
         yield GaugeMetricFamily(
             "walletdoctor_error_rate",
             "Percent of streams finished within ERROR_RATE_WINDOW that ended in an error event",
