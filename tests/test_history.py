@@ -29,9 +29,9 @@ async def pages():
     return await demo_pages(WALLET, page_size=20)
 
 
-async def read_all(cache: HistoryCache, wallet: str = WALLET) -> list:
+async def read_all(cache: HistoryCache, wallet: str = WALLET, before: str | None = None) -> list:
     out = []
-    async with cache.open(wallet, None) as recording:
+    async with cache.open(wallet, before) as recording:
         index = 0
         while (page := await recording.page(index)) is not None:
             out.append(page)
@@ -177,7 +177,7 @@ async def test_sweep_drops_expired_histories(pages):
 
 async def test_close_before_the_fetch_starts_still_answers_the_reader(pages):
     from walletd.errors import ServiceUnavailable
-    from walletd.upstream.history import Recording
+    from walletd.upstream.recording import Recording
 
     recording = Recording(ListSource.from_pages(pages).pages(WALLET, None), WALLET, 0.0, 100)
     reader = asyncio.create_task(recording.page(0))
@@ -187,3 +187,38 @@ async def test_close_before_the_fetch_starts_still_answers_the_reader(pages):
         await asyncio.wait_for(reader, 5)
     with pytest.raises(ServiceUnavailable):
         await asyncio.wait_for(recording.page(0), 5)
+
+
+async def test_trades_held_are_the_sum_of_the_recordings_through_evictions(pages):
+    """The running total (no sum per stream) agrees with the recordings at every step:
+    reads, a stale one replaced, eviction over the bound, a sweep."""
+    source, clock = ListSource.from_pages(pages), FakeClock()
+    # Four histories: the whole one and three from cursors inside it.
+    signatures = [tx["signature"] for page in pages for tx in page.transactions]
+    a, b, c, d = (None, *signatures[1:4])
+    sizes = {}
+    for cursor in (a, b, c, d):
+        alone = HistoryCache(ListSource.from_pages(pages), ttl_s=60, max_trades=10**6)
+        sizes[cursor] = sum(len(p) for p in await read_all(alone, before=cursor))
+    assert all(sizes.values())
+    cache = HistoryCache(source, ttl_s=10, max_trades=sizes[a] + sizes[b] + sizes[c], clock=clock)
+
+    def held() -> int:
+        assert cache.trade_count == sum(r.trade_count for r in cache._recordings.values())
+        return cache.trade_count
+
+    for cursor in (a, b, c):
+        await read_all(cache, before=cursor)
+    assert (len(cache), held()) == (3, sizes[a] + sizes[b] + sizes[c])
+    clock.now += 5
+    await read_all(cache, before=a)  # fresh: served from the cache
+    clock.now += 6  # b and c are stale now, a is not
+    await read_all(cache, before=b)  # refetched; c waits for the sweep
+    assert len(source.calls) == 4 and len(cache) == 3
+    assert held() == sizes[a] + sizes[b] + sizes[c]
+    await read_all(cache, before=d)  # over the bound: the oldest idle one, c, goes
+    assert len(cache) == 3 and held() == sizes[a] + sizes[b] + sizes[d]
+    clock.now += 11
+    cache.sweep()
+    assert (len(cache), held()) == (0, 0)
+    await cache.close()

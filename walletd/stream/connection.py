@@ -43,8 +43,8 @@ from walletd.stream.events import (
 from walletd.stream.output import StreamOutput
 from walletd.stream.response import EventStreamResponse, flush, forget_cancelled_drain
 from walletd.trades.summary import TradeFacts, TradeSummary
-from walletd.upstream.history import Recording
 from walletd.upstream.pages import ScannedPage
+from walletd.upstream.recording import Recording
 
 log = logging.getLogger(__name__)
 _FINISHED = InfoLine(log, "stream_finished")

@@ -30,8 +30,8 @@ from walletd.stream.connection import WalletStream
 from walletd.stream.events import CaughtUpEvent
 from walletd.stream.pending import PendingWrite
 from walletd.trades.solana import is_signature
-from walletd.upstream.history import Recording
 from walletd.upstream.pages import ScannedPage
+from walletd.upstream.recording import Recording
 from walletd.upstream.source import page_signatures
 
 _NOTHING: frozenset[str] = frozenset()

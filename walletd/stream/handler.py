@@ -34,7 +34,7 @@ from walletd.errors import (
 from walletd.stream.connection import WalletStream
 from walletd.stream.follow import FollowStream, follow_cursor
 from walletd.trades.solana import is_address, is_signature
-from walletd.upstream.history import Recording
+from walletd.upstream.recording import Recording
 
 log = logging.getLogger(__name__)
 

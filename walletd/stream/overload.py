@@ -5,7 +5,8 @@ stream starts."""
 from __future__ import annotations
 
 from walletd.errors import ServiceUnavailable
-from walletd.upstream.history import HistoryCache, Recording
+from walletd.upstream.history import HistoryCache
+from walletd.upstream.recording import Recording
 
 STREAMS_RETRY_AFTER_S = 5
 
