@@ -253,6 +253,16 @@ def metrics_only_app(metrics: Metrics) -> web.Application:
     return app
 
 
+def _counter(
+    name: str, doc: str, labels: list[str], counts: Iterable[tuple[list[str], int]]
+) -> CounterMetricFamily:
+    """A counter family of (label values, count) pairs, counted by walletd itself."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for values, count in counts:  # collected on the event loop: nothing counts meanwhile
+        family.add_metric(values, count)
+    return family
+
+
 class _LiveCollector(Collector):
     """The SPEC's six series, HTTP requests, the circuit and the Redis fallback, read at
     scrape time."""
@@ -294,22 +304,21 @@ class _LiveCollector(Collector):
         )
         for name, doc, value in cumulative:
             yield UnknownMetricFamily(name, doc, value=value)
-        requests = CounterMetricFamily(
+        yield _counter(
             "walletdoctor_http_requests",
             "HTTP requests by route, method and status",
-            labels=["route", "method", "status"],
+            ["route", "method", "status"],
+            (
+                ([route, method, str(status)], n)
+                for (route, method, status), n in m.http_requests.items()
+            ),
         )
-        for (route, method, status), count in list(m.http_requests.items()):
-            requests.add_metric([route, method, str(status)], count)
-        yield requests
-        finished = CounterMetricFamily(
+        yield _counter(
             "walletdoctor_streams_finished",
             "Finished streams by end reason (complete, client_closed, reaped, an error code)",
-            labels=["reason"],
+            ["reason"],
+            (([reason], n) for reason, n in m.streams_finished.items()),
         )
-        for reason, count in list(m.streams_finished.items()):
-            finished.add_metric([reason], count)
-        yield finished
         durations = HistogramMetricFamily(
             "walletdoctor_stream_duration_seconds",
             "Duration of finished streams, by how they ended",
