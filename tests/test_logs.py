@@ -23,6 +23,7 @@ from walletd.observability.logs import (
     ContextFilter,
     InfoLine,
     bind_ids,
+    detached,
     json_formatter,
 )
 
@@ -287,3 +288,23 @@ def test_a_request_binds_its_ids_for_itself_alone():
     assert (second["request_id"], second["stream_id"]) == ("r-2", "s-r-2")
     outside = json.loads(InfoLine(logging.getLogger("walletd.x"), "done").json({}))
     assert outside["request_id"] is None and "stream_id" not in outside
+
+
+async def test_a_task_that_serves_many_requests_names_none_of_them():
+    """A wallet's poller or a batch sender is started by some request: `detached()`
+    keeps that request's ids (and its later binds) off the task's lines."""
+    line = InfoLine(logging.getLogger("walletd.x"), "polled")
+
+    async def write() -> dict:
+        return json.loads(line.json({}))
+
+    async def request() -> tuple[dict, dict]:
+        bind_ids(request_id="r-1", client_ip="::1")
+        shared = asyncio.create_task(write(), context=detached())
+        own = asyncio.create_task(write())
+        bind_ids(stream_id="s-1")  # a later bind: the request's own task sees it
+        return await shared, await own
+
+    shared, own = await asyncio.create_task(request())
+    assert shared["request_id"] is None and "client_ip" not in shared
+    assert (own["request_id"], own["stream_id"]) == ("r-1", "s-1")

@@ -22,6 +22,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from walletd.observability.logs import detached
+
 # KEYS: one window log per check (scored by arrival time in µs). ARGV[1]: the window (µs);
 # then three per check: "h" (count the request if there is room) or "p" (read only), the
 # limit, and for "h" a member unique to the request. Returns three integers per check:
@@ -111,7 +113,9 @@ class WindowBatcher:
         if self._closed:
             self.close()
         elif self._sender is None:
-            self._sender = loop.create_task(self._send(), name="limits-window-batch")
+            self._sender = loop.create_task(
+                self._send(), name="limits-window-batch", context=detached()
+            )
         return future
 
     async def _send(self) -> None:

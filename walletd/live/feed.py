@@ -26,6 +26,7 @@ from typing import Protocol
 
 from walletd.errors import DataFetchError, ServiceUnavailable, WalletdError
 from walletd.live.batch import LiveBatch, build_batch
+from walletd.observability.logs import detached
 from walletd.upstream.source import TradeSource
 
 log = logging.getLogger(__name__)
@@ -302,7 +303,9 @@ class LiveFeeds:
             feed.task = (
                 coordinator.start(feed)
                 if coordinator is not None
-                else asyncio.create_task(self.run_poller(feed), name=f"poller-{wallet[:8]}")
+                else asyncio.create_task(
+                    self.run_poller(feed), name=f"poller-{wallet[:8]}", context=detached()
+                )
             )
         return subscription
 

@@ -26,6 +26,7 @@ import redis.asyncio as redis
 from walletd.live.batch import LiveBatch
 from walletd.live.feed import Cadence, LiveFeeds, WalletFeed
 from walletd.live.signed import FORMAT, feed_key, sign, verify
+from walletd.observability.logs import detached
 from walletd.ops.redis import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,14 @@ class SharedPolling:
     def start(self, feed: WalletFeed) -> asyncio.Task[None]:
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self._dispatch(), name="live-dispatcher"),
-                asyncio.create_task(self._leases(), name="live-leases"),
+                asyncio.create_task(self._dispatch(), name="live-dispatcher", context=detached()),
+                asyncio.create_task(self._leases(), name="live-leases", context=detached()),
             ]
         self._wallets[feed.wallet] = feed
         self._round.set()
-        return asyncio.create_task(self._run(feed), name=f"live-{feed.wallet[:8]}")
+        return asyncio.create_task(
+            self._run(feed), name=f"live-{feed.wallet[:8]}", context=detached()
+        )
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from walletd.config import Settings
+from walletd.observability.logs import detached
 from walletd.observability.webhooks import sign
 from walletd.retry import RetryPolicy, UpstreamFailure, parse_retry_after, with_retries
 
@@ -184,7 +185,9 @@ class AlertMonitor:
         body = orjson.dumps(
             {"type": kind, "timestamp": when, "data": {**data, "env": self._settings.env}}
         )
-        task = asyncio.get_running_loop().create_task(self._deliver(self._url, kind, body))
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(self._url, kind, body), context=detached()
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

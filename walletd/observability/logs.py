@@ -39,7 +39,8 @@ def bind_ids(**ids: str) -> None:
     runs each request in a task of its own, whose context has none) and completed in
     place by the later ones (auth, the stream). One variable rather than one per id: a
     line reads them with one lookup, and binding costs no more than setting variables
-    did. Tasks the request starts share them, later binds included.
+    did. Tasks the request starts share them, later binds included; a task that
+    serves more than this request starts `detached()`.
     """
     bound = _ids.get()
     if bound is _UNBOUND:
@@ -48,6 +49,15 @@ def bind_ids(**ids: str) -> None:
         bound.update(ids)
         if bound.json is not None:
             bound.json = None
+
+
+def detached() -> contextvars.Context:
+    """The current context without a request's ids, for a task that serves more than the
+    request that happens to start it (a wallet's poller, a batch of window checks, an
+    alert): its lines name no request, rather than that one."""
+    context = contextvars.copy_context()
+    context.run(_ids.set, _UNBOUND)
+    return context
 
 
 class ContextFilter(logging.Filter):

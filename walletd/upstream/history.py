@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from walletd.errors import ServiceUnavailable
+from walletd.observability.logs import detached
 from walletd.upstream.pages import ParsedPage
 from walletd.upstream.recording import OVER_BUDGET_RETRY_AFTER_S, HeldTrades, Recording
 from walletd.upstream.source import TradeSource, TxPage
@@ -222,7 +223,7 @@ class HistoryCache:
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Background work that close() waits for."""
-        task = asyncio.get_running_loop().create_task(work)
+        task = asyncio.get_running_loop().create_task(work, context=detached())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
