@@ -145,17 +145,27 @@ class HistoryCache:
     def _record(self, wallet: str, before: str | None) -> Recording:
         """A new recording: from the shared store when it has the history, else from the
         source, stored there once complete."""
+        pages: AsyncIterator[TxPage | ParsedPage]
         if self._shared is None:
-            source = self._source.pages(wallet, before)
-            return Recording(
-                source,
-                wallet,
-                self._clock(),
-                self._batch_size,
-                may_grow=self._room,
-                held=self._held,
-            )
-        shared, fetched = self._shared, False
+            pages, store = self._source.pages(wallet, before), None
+        else:
+            pages, store = self._shared_pages(self._shared, wallet, before)
+        return Recording(
+            pages,
+            wallet,
+            self._clock(),
+            self._batch_size,
+            on_complete=store,
+            may_grow=self._room,
+            held=self._held,
+        )
+
+    def _shared_pages(
+        self, shared: SharedStore, wallet: str, before: str | None
+    ) -> tuple[AsyncIterator[TxPage | ParsedPage], Callable[[Recording], None]]:
+        """The history's pages from the shared store, else from the source; and what saves
+        them there once complete (only when they came from the source)."""
+        fetched = False
 
         async def pages() -> AsyncIterator[TxPage | ParsedPage]:
             nonlocal fetched
@@ -176,15 +186,7 @@ class HistoryCache:
             if fetched:
                 self._spawn(shared.save(wallet, before, recording.parsed_pages()))
 
-        return Recording(
-            pages(),
-            wallet,
-            self._clock(),
-            self._batch_size,
-            on_complete=store,
-            may_grow=self._room,
-            held=self._held,
-        )
+        return pages(), store
 
     def sweep(self) -> None:
         """Drop recordings unused for `ttl_s` or over the bound (run periodically)."""
