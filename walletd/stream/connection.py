@@ -41,6 +41,7 @@ from walletd.stream.events import (
     ProgressEvent,
 )
 from walletd.stream.output import StreamOutput
+from walletd.stream.pending import WRITE_BATCH_BYTES
 from walletd.stream.response import EventStreamResponse, flush, forget_cancelled_drain
 from walletd.trades.summary import TradeFacts, TradeSummary
 from walletd.upstream.pages import ScannedPage
@@ -222,38 +223,41 @@ class WalletStream(StreamOutput):
         queued = self.queued
         index = 0
         while True:
-            page = recording.peek(index)  # the common case: no coroutine to wait
-            if page is None:
+            # The pages scanned by now, in one step: for a cached history, all of them.
+            pages = recording.scanned_from(index)
+            if not pages:
                 if recording.ends_before(index):  # a cached history: nothing to wait for
                     break
                 await self._write_pending()
                 if (page := await self._next_page(recording, index)) is None:
                     break
-            index += 1
-            count, room = len(page), self.limit - self.trades_sent
-            if count >= room:  # the limit ends the stream inside this page
-                self.partial = page.facts[:room]
-                self.scanned += page.positions[room - 1] + 1
-                for start in range(0, room, size):
-                    self._queue_trades(page, start, min(start + size, room))
-                await self._write_pending()
-                return count > room or await self._more_trades_after(recording, index)
-            self.scanned += page.scanned
-            # The hot path: the page's prebuilt `trades` events. The stream's counters
-            # equal the recording's (see ScannedPage).
-            if count:
-                self._queue_page(page)
-                self.batches += len(page.frames)
-                self.trades_sent = page.totals[-1]
-            self.pages_sent = index
-            now = time.monotonic()
-            if progress and now - last_progress >= settings.sse_progress_throttle_s:
-                scanned = f"Scanned {self.scanned} transactions"
-                queued.add(self._progress_frame("scanning", scanned))
-                last_progress = now
-                await self._write_pending()
-            elif queued.full:
-                await self._write_pending()
+                pages = [page]
+            for page in pages:
+                index += 1
+                count, room = len(page.signatures), self.limit - self.trades_sent
+                if count >= room:  # the limit ends the stream inside this page
+                    self.partial = page.facts[:room]
+                    self.scanned += page.positions[room - 1] + 1
+                    for start in range(0, room, size):
+                        self._queue_trades(page, start, min(start + size, room))
+                    await self._write_pending()
+                    return count > room or await self._more_trades_after(recording, index)
+                self.scanned += page.scanned
+                # The hot path: the page's prebuilt `trades` events. The stream's counters
+                # equal the recording's (see ScannedPage).
+                if count:
+                    self._queue_page(page)
+                    self.batches += len(page.frames)
+                    self.trades_sent = page.totals[-1]
+                self.pages_sent = index
+                now = time.monotonic()
+                if progress and now - last_progress >= settings.sse_progress_throttle_s:
+                    scanned = f"Scanned {self.scanned} transactions"
+                    queued.add(self._progress_frame("scanning", scanned))
+                    last_progress = now
+                    await self._write_pending()
+                elif queued.size >= WRITE_BATCH_BYTES:
+                    await self._write_pending()
         if self.scanned == 0 and self.cursor is None and not self.follows:
             raise WalletNotFound(self.wallet)
         return False
@@ -261,7 +265,7 @@ class WalletStream(StreamOutput):
     def _queue_page(self, page: ScannedPage) -> None:
         """Queue a whole page's `trades` frames as this stream sends them: as they are.
         Sets `last_event_id` (before the write: see _write_pending)."""
-        self.queued.add_frames(page.frames)
+        self.queued.add_frames(page.frames, page.frames_size)
         self.last_event_id = page.last_ids[-1]
 
     def _queue_frame(self, frame: bytes, last_id: str) -> None:

@@ -162,7 +162,7 @@ class FollowStream(WalletStream):
         """Queue history frames with `.<head>` after each id (SPEC §1's history cursor)."""
         pending = self.queued
         if self.head is None:  # pragma: no cover - trades imply a head
-            pending.add_frames(tuple(frames))
+            pending.add_frames(tuple(frames), sum(map(len, frames)))
             self.last_event_id = last_ids[-1]
             return
         tail = b".%s" % self.head.encode()

@@ -62,9 +62,10 @@ def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | 
 
 def _query_params(query: MultiMapping[str], settings: Settings) -> tuple[int, str | None, bool]:
     """(limit, before, follow) of a stream request's query; raises its SPEC §2 400s."""
-    for name in ("limit", "before", "follow"):
-        if len(query.getall(name, [])) > 1:
-            raise InvalidParameter(f"repeated {name}", message=f"'{name}' given more than once")
+    if len(query) != len(set(query)):  # a name given twice: ours are refused, others ignored
+        for name in ("limit", "before", "follow"):
+            if len(query.getall(name, [])) > 1:
+                raise InvalidParameter(f"repeated {name}", message=f"'{name}' given more than once")
     limit = settings.max_wallet_trades
     raw_limit = query.get("limit")
     if raw_limit is not None:

@@ -20,10 +20,6 @@ class PendingWrite:
         self.size = 0  # bytes queued
         self.events = 0  # events queued
 
-    @property
-    def full(self) -> bool:
-        return self.size >= WRITE_BATCH_BYTES
-
     def add(self, *parts: bytes | memoryview) -> None:
         """Queue one event, given as the parts it is joined from."""
         self.parts += parts
@@ -35,10 +31,10 @@ class PendingWrite:
         self.parts.append(field)
         self.size += len(field)
 
-    def add_frames(self, frames: tuple[bytes, ...]) -> None:
-        """Queue whole events (a page's prebuilt frames), as they are."""
+    def add_frames(self, frames: tuple[bytes, ...], size: int) -> None:
+        """Queue whole events (a page's prebuilt frames, `size` bytes in all), as they are."""
         self.parts += frames
-        self.size += sum(map(len, frames))
+        self.size += size
         self.events += len(frames)
 
     def take(self) -> tuple[list[bytes | memoryview], int, int]:

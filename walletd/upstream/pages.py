@@ -40,6 +40,7 @@ class ScannedPage:
     summary: TradeSummary  # of all trades: streams sending the whole page merge it
     batch_size: int
     frames: tuple[bytes, ...]  # the page's `trades` events, one per batch
+    frames_size: int  # their bytes in all
     last_ids: tuple[str, ...]  # each frame's `id:`
     totals: tuple[int, ...]  # each frame's `total`
     body_starts: tuple[int, ...]  # where each frame's trade objects start
@@ -137,6 +138,7 @@ def frame_page(page: ParsedPage, *, batch_size: int, batches: int, total: int) -
         summary=summary,
         batch_size=batch_size,
         frames=tuple(frames),
+        frames_size=sum(map(len, frames)),
         last_ids=tuple(last_ids),
         totals=tuple(totals),
         body_starts=tuple(body_starts),

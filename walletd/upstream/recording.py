@@ -103,9 +103,10 @@ class Recording:
     def parsed_pages(self) -> list[ParsedPage]:
         return [ParsedPage.of(page) for page in self._scanned]
 
-    def peek(self, index: int) -> ScannedPage | None:
-        """The `index`-th page if it is already scanned, without waiting."""
-        return self._scanned[index] if index < len(self._scanned) else None
+    def scanned_from(self, index: int) -> list[ScannedPage]:
+        """The pages from the `index`-th on that are scanned by now, without waiting (a
+        stream of a cached history takes them all in one step)."""
+        return self._scanned[index:]
 
     def ends_before(self, index: int) -> bool:
         """Whether the history is known, without waiting, to have no `index`-th page."""
