@@ -21,8 +21,10 @@ class Proxy:
         self.refusing = False
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
-        self._cut_before: tuple[bytes, int] | None = None  # (marker, occurrences to pass)
+        # (marker, occurrences to pass, hold there until drop_all)
+        self._cut_before: tuple[bytes, int, bool] | None = None
         self.cut_done = asyncio.Event()
+        self._released = asyncio.Event()  # drop_all() ends a held cut
 
     @property
     def url(self) -> str:
@@ -40,17 +42,24 @@ class Proxy:
 
     def drop_all(self) -> int:
         """Close every open connection, both sides; how many there were."""
+        self._released.set()
         dropped = len(self._open)
         for writer in list(self._open):
             writer.transport.abort()
         self._open.clear()
         return dropped
 
-    def cut_before(self, marker: bytes, *, skip: int = 0) -> None:
+    def cut_before(self, marker: bytes, *, skip: int = 0, hold: bool = False) -> None:
         """Once: in the next responses, cut the connection just before the (skip+1)-th
-        `marker` of one response (sent up to there, nothing of it after)."""
-        self._cut_before = (marker, skip)
+        `marker` of one response (sent up to there, nothing of it after).
+
+        `hold`: forward nothing more from there and keep the connection open until
+        drop_all(), so a test can first see the client take everything before the cut.
+        A reset right after the last bytes may overtake them: the client would then
+        start over instead of resuming."""
+        self._cut_before = (marker, skip, hold)
         self.cut_done.clear()
+        self._released.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
@@ -76,7 +85,7 @@ class Proxy:
         try:
             while chunk := await reader.read(65536):
                 if cutting and self._cut_before is not None:
-                    marker, skip = self._cut_before
+                    marker, skip, hold = self._cut_before
                     window = tail + chunk
                     start = 0
                     while (at := window.find(marker, start)) >= 0:
@@ -85,6 +94,8 @@ class Proxy:
                             await writer.drain()
                             self._cut_before = None
                             self.cut_done.set()
+                            if hold:
+                                await self._released.wait()
                             self.drop_all()
                             return
                         seen += 1

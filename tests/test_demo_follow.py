@@ -41,10 +41,11 @@ if TYPE_CHECKING:
 
 NOW = 1_800_000_000.0  # unix seconds: the demo wall clock of these tests
 INTERVAL = 10
+BATCH = 50  # trades per `trades` event
 FOLLOW_ENV = {
     "DEMO_LIVE_INTERVAL": INTERVAL,
     "FOLLOW_POLL_INTERVAL": 0.1,
-    "SSE_BATCH_SIZE": 50,
+    "SSE_BATCH_SIZE": BATCH,
     "SSE_RETRY_MS": 100,
 }
 FIRST_TICK = current_tick(WALLET, NOW, INTERVAL)
@@ -126,12 +127,16 @@ async def test_demo_page_follows_live_trades_across_cuts(
         caught_up = events[-1].data
         assert len(history) > 150  # several `trades` events of SSE_BATCH_SIZE
 
-        # The page's stream is cut inside the history, after two `trades` events.
-        proxy.cut_before(b"\nevent: trades", skip=2)
+        # The page's stream is cut inside the history, after two `trades` events: held
+        # there until the page shows them, so that it resumes rather than starts over.
+        proxy.cut_before(b"\nevent: trades", skip=2, hold=True)
         page, watch = await open_demo(browser, proxy.url)
         await start_following(page, WALLET)
-        assert await settled(page, "live", "error") == "live", await page.inner_text("#error")
+        await rows_reach(page, 2 * BATCH)
         assert proxy.cut_done.is_set()
+        assert await app_data(page, "rows") == str(2 * BATCH)
+        assert proxy.drop_all() > 0
+        assert await settled(page, "live", "error") == "live", await page.inner_text("#error")
         # The resumed connection's count, as the page shows it (it may trail the state).
         await page.wait_for_function(
             "() => document.getElementById('app').dataset.connections === '2'",
