@@ -95,10 +95,21 @@ async def test_limit_bound_follows_max_wallet_trades(serve):
     await resp.read()
 
 
-async def test_repeated_parameter_is_400(serve):
+@pytest.mark.parametrize(
+    "query", ["limit=1&limit=2", "before=a&before=b", "follow=false&x=1&follow=false"]
+)
+async def test_repeated_parameter_is_400(serve, query):
     client = await serve()
-    resp = await client.get(f"/v4/wallet/{WALLET}/stream?limit=1&limit=2")
-    await assert_error(resp, 400, "INVALID_PARAMETER")
+    resp = await client.get(f"/v4/wallet/{WALLET}/stream?{query}")
+    body = await assert_error(resp, 400, "INVALID_PARAMETER")
+    assert query.partition("=")[0] in body["error"]
+
+
+async def test_a_repeated_parameter_walletd_does_not_read_is_ignored(serve):
+    client = await serve()
+    resp = await client.get(f"/v4/wallet/{WALLET}/stream?x=1&x=2&limit=1")
+    assert resp.status == 200
+    assert b"event: complete" in await resp.read()
 
 
 @pytest.mark.parametrize(

@@ -324,7 +324,7 @@ class _LiveCollector(Collector):
             "Duration of finished streams, by how they ended",
             labels=["outcome"],
         )
-        for outcome, buckets in list(m.stream_durations.items()):
+        for outcome, buckets in m.stream_durations.items():
             buckets.add_to(durations, [outcome])
         yield durations
         yield GaugeMetricFamily(

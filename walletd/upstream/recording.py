@@ -49,7 +49,7 @@ class Recording:
         held: HeldTrades | None = None,
     ) -> None:
         self._pages = pages
-        self._held = held
+        self._held = held or HeldTrades()  # its cache's total, else one of its own
         self._on_complete = on_complete
         self._may_grow = may_grow
         self._wallet = wallet
@@ -163,8 +163,7 @@ class Recording:
         else:
             self._scanned.append(scanned)
             self.trade_count += len(scanned)
-            if self._held is not None:
-                self._held.trades += len(scanned)
+            self._held.trades += len(scanned)
             self._batches += len(scanned.frames)
         finally:
             self._settle()
