@@ -16,7 +16,7 @@ import pytest
 
 from tests.keystores import HASHER, SECRET, SIGNER
 from tests.support import make_settings
-from walletd.auth.format import generate_key, is_well_formed, mask_key
+from walletd.auth.format import generate_key, is_well_formed, mask_key, parse_scopes
 from walletd.auth.keys import (
     KeyHasher,
     KeyRecord,
@@ -25,7 +25,6 @@ from walletd.auth.keys import (
     dump_record,
     load_record,
     open_keystore,
-    parse_scopes,
     record_to_dict,
 )
 from walletd.auth.store_file import FileKeyStore

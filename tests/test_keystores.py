@@ -12,8 +12,8 @@ import pytest
 
 from tests.clocks import FakeClock
 from tests.keystores import HASHER, SIGNER, make_file_store, make_redis_store
-from walletd.auth.format import generate_key
-from walletd.auth.keys import SCOPES, KeyHasher, KeyNotFound, KeyStore, authenticate
+from walletd.auth.format import SCOPES, generate_key
+from walletd.auth.keys import KeyHasher, KeyNotFound, KeyStore, authenticate
 from walletd.auth.store_file import FileKeyStore
 from walletd.errors import InvalidApiKey
 from walletd.ops.redis import connect
@@ -21,19 +21,36 @@ from walletd.ops.redis import connect
 DAY = 86_400.0
 
 
+async def each_backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock, trust_s: float
+) -> AsyncIterator[KeyStore]:
+    """The store `request.param` names, trusting what it has read for `trust_s`."""
+    if request.param == "file":
+        yield make_file_store(tmp_path / "keys.json", clock=clock, check_interval_s=trust_s)
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    store = make_redis_store(url, prefix, clock=clock, cache_s=trust_s)
+    yield store
+    await store.close()
+
+
 @pytest.fixture(params=["file", "redis"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, hasher: KeyHasher, clock: FakeClock
 ) -> AsyncIterator[KeyStore]:
     """Each backend, with caches that never hide a write from the next read."""
-    if request.param == "file":
-        yield make_file_store(tmp_path / "keys.json", clock=clock, check_interval_s=0)
-        return
-    url = request.getfixturevalue("redis_url")
-    prefix = request.getfixturevalue("redis_prefix")
-    store = make_redis_store(url, prefix, clock=clock, cache_s=0)
-    yield store
-    await store.close()
+    async for store in each_backend(request, tmp_path, clock, trust_s=0):
+        yield store
+
+
+@pytest.fixture(params=["file", "redis"])
+async def caching_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[KeyStore]:
+    """Each backend as the server runs it: what it has read is trusted for a second."""
+    async for store in each_backend(request, tmp_path, clock, trust_s=1.0):
+        yield store
 
 
 # Behaviour shared by both stores
@@ -48,6 +65,23 @@ async def test_authenticate_returns_the_record_of_a_valid_key(
     assert found.scopes == frozenset({"stream", "metrics"})
     assert found.name == "ci-bot" and found.prefix == key[:10]
     assert found.id.startswith("k_") and len(found.id) == 14
+
+
+async def test_cached_answers_a_known_key_only_while_find_would_not_look(
+    caching_store: KeyStore, clock: FakeClock
+) -> None:
+    store = caching_store
+    key, record = await store.create("ci-bot", ["stream"], None)
+    assert await store.find(key) == record
+    assert store.cached(key) == record  # read a moment ago: answered at once
+    assert store.cached(generate_key()) is None  # unknown keys always ask `find`
+    await store.revoke(record.id)
+    clock.advance(1.0)
+    assert store.cached(key) is None  # no longer fresh: `find` looks again
+    with pytest.raises(InvalidApiKey, match="revoked"):
+        await authenticate(store, key, clock())
+    revoked = store.cached(key)
+    assert revoked is not None and revoked.revoked
 
 
 async def test_authenticate_rejects_a_malformed_key_without_a_lookup(clock: FakeClock) -> None:

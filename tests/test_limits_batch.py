@@ -39,12 +39,12 @@ async def test_concurrent_checks_share_one_script_call_in_arrival_order(
     start_limits: StartLimits, private_redis: RedisServer, redis_prefix: str
 ) -> None:
     limits = await start_limits(private_redis.url, rate_limit_requests=5, rate_limit_window_s=60)
-    assert await limits.auth_blocked("10.0.0.1") is None  # script loaded, connection open
+    assert (await limits.auth_window("10.0.0.1")).allowed  # script loaded, connection open
     client = connect(private_redis.url)
     try:
         await client.config_resetstat()
         hits = asyncio.gather(*(limits.hit("key:a") for _ in range(12)))
-        blocked, verdicts = await asyncio.gather(limits.auth_blocked("10.0.0.1"), hits)
+        window, verdicts = await asyncio.gather(limits.auth_window("10.0.0.1"), hits)
         stats = await client.info("commandstats")
         logged = await client.zcard(f"{redis_prefix}rl:key:a")
     finally:
@@ -53,7 +53,7 @@ async def test_concurrent_checks_share_one_script_call_in_arrival_order(
     assert [v.allowed for v in verdicts] == [True] * 5 + [False] * 7
     assert [v.remaining for v in verdicts] == [4, 3, 2, 1, 0] + [0] * 7
     assert all(v.retry_after_s == 60 for v in verdicts[5:])
-    assert blocked is None and logged == 5 and limits.backend == "redis"
+    assert window.allowed and logged == 5 and limits.backend == "redis"
 
 
 async def test_a_check_redis_refuses_falls_back_alone(

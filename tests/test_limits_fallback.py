@@ -81,6 +81,26 @@ async def test_an_outage_moves_calls_to_memory_then_back_to_redis(
     assert len(events("redis_unreachable")) == 1
 
 
+async def test_calls_are_answered_at_once_only_while_they_run_on_memory(
+    make_limits, private_redis, redis_prefix
+):
+    limits = await make_limits(rate_limit_requests=50)
+    assert limits.hit_now("key:a") is None  # Redis is up: `hit` must be awaited
+    assert limits.auth_window_now("10.0.0.1") is None
+    assert (await limits.hit("key:a")).remaining == 49
+    assert await zcard(private_redis.url, f"{redis_prefix}rl:key:a") == 1
+
+    private_redis.stop()
+    assert (await limits.hit("key:a")).remaining == 49  # notices the outage: memory
+    during = limits.hit_now("key:a")
+    assert during is not None and during.remaining == 48
+    assert limits.auth_window_now("10.0.0.1") == await limits.auth_window("10.0.0.1")
+
+    private_redis.start()
+    await recovered(limits)
+    assert limits.hit_now("key:a") is None and limits.auth_window_now("10.0.0.1") is None
+
+
 async def test_no_redis_error_escapes_during_an_outage(make_limits, private_redis, events):
     limits = await make_limits(rate_limit_streaming_connections=2)
     on_redis = await limits.acquire_stream("key:a", "s1")

@@ -9,7 +9,7 @@ import pytest
 from tests.clocks import FakeClock
 from walletd.config import Settings
 from walletd.errors import TooManyStreams
-from walletd.limits import Limits
+from walletd.limits import Limits, Verdict
 from walletd.limits.memory import MemoryRequestLimiter, MemoryStreamCap
 
 
@@ -24,6 +24,36 @@ async def test_limits_without_redis_run_on_memory_and_are_not_degraded(limits):
     assert limits.backend == "memory"
     assert not limits.degraded
     await limits.close()  # nothing to stop: must not fail
+
+
+async def test_on_memory_calls_are_answered_at_once_and_count_as_awaited_ones(limits, clock):
+    """`hit_now` and `auth_window_now` answer without an await while no Redis is in use;
+    they count in the same windows as `hit` and `auth_failed`."""
+    first = answered(limits.hit_now("key:a"))
+    assert first.allowed and first.remaining == 49
+    assert (await limits.hit("key:a")).remaining == 48
+    assert answered(limits.hit_now("key:a")).remaining == 47
+    assert answered(limits.hit_now("key:b")).remaining == 49
+
+    assert limits.auth_window_now("10.0.0.1") == await limits.auth_window("10.0.0.1")
+    failures = Settings().auth_failure_limit
+    for _ in range(failures - 1):
+        await limits.auth_failed("10.0.0.1")
+    assert answered(limits.auth_window_now("10.0.0.1")).allowed
+    clock.advance(0.5)
+    await limits.auth_failed("10.0.0.1")
+    refused = answered(limits.auth_window_now("10.0.0.1"))
+    assert not refused.allowed
+    assert refused.retry_after_s == 60  # ceil(59.5): the first failure leaves the window
+    assert refused == await limits.auth_window("10.0.0.1")
+    assert answered(limits.auth_window_now("10.0.0.2")).allowed
+    # Failed authentications and requests are windows apart, whatever the subject.
+    assert answered(limits.hit_now("10.0.0.1")).remaining == 49
+
+
+def answered(verdict: Verdict | None) -> Verdict:
+    assert verdict is not None, "on memory, a call is answered at once"
+    return verdict
 
 
 async def test_hit_refuses_the_51st_request_with_exact_retry_after(limits, clock):

@@ -26,6 +26,7 @@ from walletd.errors import (
     WalletdError,
 )
 from walletd.exchange import Exchange, RouteRules
+from walletd.headers import REQUEST_ID
 from walletd.observability.logs import bind_ids
 from walletd.observability.metrics import Metrics
 
@@ -123,7 +124,7 @@ def guard(app: web.Application, rules: RouteRules, handler: Handler) -> Handler:
     admission = Admission(app)
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        given = request.headers.get("X-Request-ID")
+        given = request.headers.get(REQUEST_ID)
         if given is None or not _SAFE_REQUEST_ID.fullmatch(given):
             given = new_request_id()
         exchange = Exchange(given, rules, client_ip(request, trusted))
@@ -142,8 +143,8 @@ def guard(app: web.Application, rules: RouteRules, handler: Handler) -> Handler:
                     add_response_headers(request, exchange, exc)
                     raise  # redirects and the like are not errors
                 resp = error_response(exchange, _from_http(exc), metrics)
-                if "Allow" in exc.headers:
-                    resp.headers["Allow"] = exc.headers["Allow"]
+                if hdrs.ALLOW in exc.headers:
+                    resp.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
             except Exception:
                 log.exception("unhandled_error", extra={"path": request.path})
                 resp = error_response(exchange, InternalError(), metrics)
@@ -224,9 +225,9 @@ def error_response(exchange: Exchange, exc: WalletdError, metrics: Metrics) -> w
         body=body, status=exc.status, content_type="application/json", charset="utf-8"
     )
     if exc.retry_after is not None:
-        resp.headers["Retry-After"] = str(exc.retry_after)
+        resp.headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
     if exc.challenge is not None:
-        resp.headers["WWW-Authenticate"] = exc.challenge
+        resp.headers[hdrs.WWW_AUTHENTICATE] = exc.challenge
     return resp
 
 
@@ -241,7 +242,7 @@ def add_response_headers(
     headers = resp.headers
     rules = exchange.rules
     headers.extend(rules.headers)
-    headers["X-Request-ID"] = exchange.request_id
+    headers[REQUEST_ID] = exchange.request_id
     verdict = exchange.verdict
     if verdict is not None:
         rate_limit_headers(verdict, headers)

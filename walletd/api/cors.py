@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp_cors
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp_cors.cors_config import _CorsConfigImpl
 from aiohttp_cors.urldispatcher_router_adapter import ResourcesUrlDispatcherRouterAdapter
@@ -47,10 +47,10 @@ def cors_headers(request: web.Request, origins: frozenset[str], headers: CIMulti
     """Access-Control-Expose-Headers and -Allow-Origin for an allowed Origin (CORS 6.1),
     as aiohttp-cors sets them, on a route CORS covers (its RouteRules' `origins`: never
     a preflight's, which aiohttp-cors's handler answers); never -Allow-Credentials."""
-    origin = request.headers.get("Origin")
+    origin = request.headers.get(hdrs.ORIGIN)
     if origin is not None and (origin in origins or "*" in origins):
-        headers["Access-Control-Expose-Headers"] = _EXPOSED
-        headers["Access-Control-Allow-Origin"] = origin
+        headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _EXPOSED
+        headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
 
 
 # Puts a preflight route's handler behind the request boundary (boundary.guard).

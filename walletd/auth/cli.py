@@ -14,17 +14,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from walletd.auth.format import mask_key
-from walletd.auth.keys import (
-    DEFAULT_SCOPES,
-    KeyNotFound,
-    KeyRecord,
-    KeyStore,
-    check_name,
-    open_keystore,
-    ordered_scopes,
-    parse_scopes,
-)
+from walletd.auth.format import DEFAULT_SCOPES, check_name, mask_key, ordered_scopes, parse_scopes
+from walletd.auth.keys import KeyNotFound, KeyRecord, KeyStore, open_keystore
 from walletd.config import Settings
 
 # Same values as walletd.cli (importing it from here would be circular).

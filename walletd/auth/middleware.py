@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from itertools import chain
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from walletd.appkeys import KEYSTORE, LIMITS, SETTINGS
@@ -34,6 +34,7 @@ from walletd.errors import (
     RequestTooLarge,
 )
 from walletd.exchange import Exchange
+from walletd.headers import API_KEY, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET
 from walletd.limits import Verdict
 from walletd.observability.logs import bind_ids
 
@@ -74,7 +75,8 @@ class Admission:
         else:
             subject = f"ip:{ip}"
         exchange.subject = subject
-        verdict = exchange.verdict = await self._limits.hit(subject)
+        limits = self._limits
+        verdict = exchange.verdict = limits.hit_now(subject) or await limits.hit(subject)
         if not verdict.allowed:
             raise RateLimited(f"{subject} over its window", retry_after=verdict.retry_after_s)
         if record is not None and scope not in record.scopes:
@@ -86,10 +88,10 @@ class Admission:
         each, and is what the limit is for. Every failure (no key, a bad one) counts
         against it."""
         limits = self._limits
-        blocked = await limits.auth_blocked(ip)
-        if blocked is not None:
+        window = limits.auth_window_now(ip) or await limits.auth_window(ip)
+        if not window.allowed:
             raise RateLimited(
-                f"{ip} over its failed-authentication window", retry_after=blocked.retry_after_s
+                f"{ip} over its failed-authentication window", retry_after=window.retry_after_s
             )
         try:
             key = presented_key(request)
@@ -104,12 +106,13 @@ class Admission:
 
 def check_request_size(request: web.Request) -> None:
     """Refuse request lines over 8 KB (414) and header lines over 8 KB or 32 KB in all (431)."""
-    if len(request.method) + len(request.raw_path) + 10 > MAX_LINE_BYTES:
-        raise RequestLineTooLarge(f"request line of {len(request.raw_path)} bytes")
-    raw_headers = request.raw_headers
+    raw_path, raw_headers = request.raw_path, request.raw_headers
+    request_line = len(request.method) + len(raw_path) + 10
     total = sum(map(len, chain.from_iterable(raw_headers))) + 4 * len(raw_headers)
-    if total <= MAX_LINE_BYTES:
+    if request_line + total <= MAX_LINE_BYTES:
         return  # the common case, with no loop in Python: no line can be too long
+    if request_line > MAX_LINE_BYTES:
+        raise RequestLineTooLarge(f"request line of {len(raw_path)} bytes")
     for name, value in raw_headers:
         line = len(name) + len(value) + 4
         if line > MAX_LINE_BYTES:
@@ -124,12 +127,12 @@ def presented_key(request: web.Request) -> str | None:
     An Authorization header of another scheme is a key we cannot read: rather than
     silently ignoring it (and answering AUTH_REQUIRED), it is refused as invalid.
     """
-    authorization = request.headers.get("Authorization")
+    authorization = request.headers.get(hdrs.AUTHORIZATION)
     if authorization is not None:
         if authorization[: len(_BEARER)].lower() != _BEARER:
             raise InvalidApiKey("Authorization header without a Bearer key")
         return authorization[len(_BEARER) :].strip()
-    return request.headers.get("X-API-Key") or request.query.get("api_key") or None
+    return request.headers.get(API_KEY) or request.query.get("api_key") or None
 
 
 def client_ip(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
@@ -139,7 +142,8 @@ def client_ip(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
     peer = request.remote or ""
     if not trusted or not _is_trusted(peer, trusted):
         return peer
-    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, [])
+    hops = [h.strip() for v in forwarded for h in v.split(",")]
     for hop in reversed(hops):
         if not _is_trusted(hop, trusted):
             return hop if _is_ip(hop) else peer
@@ -165,9 +169,10 @@ def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
 def rate_limit_headers(verdict: Verdict, headers: CIMultiDict[str]) -> None:
     """RateLimit-* on every counted response (from boundary.add_response_headers:
     streams included)."""
-    headers["RateLimit-Limit"] = str(verdict.limit)
-    headers["RateLimit-Remaining"] = str(verdict.remaining)
-    headers["RateLimit-Reset"] = str(math.ceil(verdict.reset_s))
+    headers[RATELIMIT_LIMIT] = str(verdict.limit)
+    headers[RATELIMIT_REMAINING] = str(verdict.remaining)
+    reset_s = verdict.reset_s
+    headers[RATELIMIT_RESET] = "0" if reset_s <= 0 else str(math.ceil(reset_s))
 
 
 async def limits_lifetime(app: web.Application) -> AsyncIterator[None]:

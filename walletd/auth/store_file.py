@@ -195,6 +195,16 @@ class FileKeyStore(KeyStore):
 
     async def find(self, key: str) -> KeyRecord | None:
         await self._check()
+        return self._find_in_snapshot(key)
+
+    def cached(self, key: str) -> KeyRecord | None:
+        if self._reloading.locked() or not fresh(
+            self._checked_at, self._clock(), self._check_interval_s
+        ):
+            return None  # `find` checks the file (or waits for the reload under way)
+        return self._find_in_snapshot(key)
+
+    def _find_in_snapshot(self, key: str) -> KeyRecord | None:
         digest = self._hasher.digest(key)
         record = self._snapshot.by_digest.get(digest)
         # The dict compares HMAC outputs an attacker cannot steer; compare again in

@@ -118,6 +118,9 @@ class RedisKeyStore(KeyStore):
             return None
         return known.record if fresh(known.fetched_at, now, self._cache_s) else None
 
+    def cached(self, key: str) -> KeyRecord | None:
+        return self._cached(self._hasher.digest(key), self._clock())
+
     async def find(self, key: str) -> KeyRecord | None:
         digest = self._hasher.digest(key)
         now = self._clock()

@@ -52,6 +52,8 @@ class Limits:
         self._requests = MemoryRequestLimiter(
             settings.rate_limit_requests, settings.rate_limit_window_s, clock
         )
+        # Failed authentications by client address (its own limiter: the address alone).
+        self._auth_limit = settings.auth_failure_limit
         self._auth_failures = MemoryRequestLimiter(
             settings.auth_failure_limit, settings.rate_limit_window_s, clock
         )
@@ -116,6 +118,14 @@ class Limits:
         if self._owned_client is not None:
             await self._owned_client.aclose()
 
+    def hit_now(self, subject: str) -> Verdict | None:
+        """`hit`, answered at once while calls go to memory; None while they go to Redis
+        (then await `hit`). Most servers run without Redis: their requests need no
+        coroutine for it (bench/README.md, round two)."""
+        if self._usable_redis() is not None:
+            return None
+        return self._requests.hit(subject)
+
     async def hit(self, subject: str) -> Verdict:
         """Count a request of `subject` if its window has room; refused ones are not counted."""
         redis = self._usable_redis()
@@ -127,32 +137,34 @@ class Limits:
             self._fall_back(exc)
             return self._requests.hit(subject)
 
-    async def auth_blocked(self, address: str) -> Verdict | None:
-        """A refusal when `address` has failed to authenticate AUTH_FAILURE_LIMIT times in
-        the window (SPEC §3), else None. Counts nothing: only failures count."""
-        subject, limit = f"authfail:{address}", self._settings.auth_failure_limit
+    def auth_window_now(self, address: str) -> Verdict | None:
+        """`auth_window`, answered at once while calls go to memory; else None."""
+        if self._usable_redis() is not None:
+            return None
+        return self._auth_failures.peek(address)
+
+    async def auth_window(self, address: str) -> Verdict:
+        """Whether `address` may try a key now: refused (not `allowed`) once it has failed
+        to authenticate AUTH_FAILURE_LIMIT times in the window (SPEC §3). Counts nothing:
+        only failures count."""
         redis = self._usable_redis()
-        verdict = None
         if redis is not None:
             try:
-                verdict = await redis.peek(subject, limit=limit)
+                return await redis.peek(_auth_subject(address), limit=self._auth_limit)
             except REDIS_ERRORS as exc:
                 self._fall_back(exc)
-        if verdict is None:
-            verdict = self._auth_failures.peek(subject)
-        return None if verdict.allowed else verdict
+        return self._auth_failures.peek(address)
 
     async def auth_failed(self, address: str) -> None:
         """Count one failed authentication of `address` (a missing or bad key)."""
-        subject, limit = f"authfail:{address}", self._settings.auth_failure_limit
         redis = self._usable_redis()
         if redis is not None:
             try:
-                await redis.hit(subject, limit=limit)
+                await redis.hit(_auth_subject(address), limit=self._auth_limit)
                 return
             except REDIS_ERRORS as exc:
                 self._fall_back(exc)
-        self._auth_failures.hit(subject)
+        self._auth_failures.hit(address)
 
     async def acquire_stream(self, subject: str, stream_id: str) -> Lease:
         """Hold a stream slot of `subject` until the lease is released.
@@ -203,3 +215,8 @@ class Limits:
             self._lost.clear()
             outage_s = round(self._clock() - self._down_since, 3)
             log.info("redis_recovered", extra={"outage_s": outage_s})
+
+
+def _auth_subject(address: str) -> str:
+    """The Redis subject of `address`'s failed authentications, apart from request windows."""
+    return f"authfail:{address}"

@@ -20,15 +20,16 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 from walletd.appkeys import EXCHANGE
 
 
-class _Ids(dict[str, str]):
-    """A request's correlation ids: request_id, client_ip, api_key (always masked, by
-    keys.mask_key), stream_id, wallet, in the order they were bound; and, once a line
-    has needed it, their JSON, which a stream's two lines share (InfoLine)."""
+class _Ids(dict[str, str | None]):
+    """A request's correlation ids: request_id (first, None until bound), client_ip,
+    api_key (always masked, by keys.mask_key), stream_id, wallet, in the order they
+    were bound; and, once a line has needed it, their JSON, which a stream's two lines
+    share (InfoLine)."""
 
     json: bytes | None = None  # an instance's own once set
 
 
-_UNBOUND = _Ids()  # outside requests; never changed
+_UNBOUND = _Ids(request_id=None)  # outside requests; never changed
 _ids: contextvars.ContextVar[_Ids] = contextvars.ContextVar("log_ids", default=_UNBOUND)
 
 
@@ -44,7 +45,7 @@ def bind_ids(**ids: str) -> None:
     """
     bound = _ids.get()
     if bound is _UNBOUND:
-        _ids.set(_Ids(ids))
+        _ids.set(_Ids(_UNBOUND, **ids))
     else:
         bound.update(ids)
         if bound.json is not None:
@@ -67,9 +68,8 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         fields = record.__dict__
         ids = fields["_log_ids"] = _ids.get()  # their order, for JsonLineFormatter
-        for name, value in ids.items():
+        for name, value in ids.items():  # request_id among them, None outside requests
             fields.setdefault(name, value)
-        fields.setdefault("request_id", None)
         return True
 
 
@@ -254,7 +254,7 @@ class InfoLine:
         ids = _ids.get()
         ids_json = ids.json
         if ids_json is None:
-            ids_json = ids.json = orjson.dumps({"request_id": None, **ids})[1:-1] + b","
+            ids_json = ids.json = orjson.dumps(ids)[1:-1] + b","
         body = orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
         return b"".join((self._head, ids_json, body[1:]))
 

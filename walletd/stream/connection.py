@@ -13,7 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from walletd.api.boundary import add_response_headers
 from walletd.appkeys import (
@@ -30,6 +31,7 @@ from walletd.errors import (
     WalletdError,
     WalletNotFound,
 )
+from walletd.headers import ACCEL_BUFFERING, STREAM_ID
 from walletd.observability.logs import InfoLine, bind_ids
 from walletd.stream import sse
 from walletd.stream.alarm import Alarm, T
@@ -51,6 +53,10 @@ log = logging.getLogger(__name__)
 _FINISHED = InfoLine(log, "stream_finished")
 
 _FINAL_WRITE_TIMEOUT_S = 5.0
+# Every stream's head but its X-Stream-ID, folded once (walletd/headers.py).
+_HEAD = CIMultiDict(
+    {hdrs.CONTENT_TYPE: "text/event-stream", hdrs.CACHE_CONTROL: "no-cache", ACCEL_BUFFERING: "no"}
+)
 LOOKAHEAD_PAGES = 3
 
 
@@ -94,13 +100,9 @@ class WalletStream(StreamOutput):
         self.stream_id = stream_id
         record = request[EXCHANGE].key
         self.key_id = None if record is None else record.id
-        head = {
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            "X-Stream-ID": self.stream_id,
-        }
-        super().__init__(request, EventStreamResponse(headers=head))
+        response = EventStreamResponse(headers=_HEAD)
+        response.headers[STREAM_ID] = stream_id
+        super().__init__(request, response)
         self.started = self.last_write
         self.last_event_id = cursor
         self.trades_sent = self.scanned = self.batches = 0

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import MultiMapping
 
 from walletd.appkeys import (
@@ -52,7 +52,7 @@ def stream_params(request: web.Request, settings: Settings) -> tuple[str, str | 
     if request.query_string:  # most streams carry no parameters: no query to parse
         limit, before, follow = _query_params(request.query, settings)
     # Last-Event-ID wins over `before`: it is the newer state (a browser reconnecting).
-    cursor = request.headers.get("Last-Event-ID") or before or None
+    cursor = request.headers.get(hdrs.LAST_EVENT_ID) or before or None
     if follow:
         follow_cursor(cursor)
     elif cursor is not None and not is_signature(cursor):
