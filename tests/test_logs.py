@@ -224,6 +224,22 @@ async def test_lines_wait_for_the_timer_and_a_warning_takes_them_out_at_once(pip
     handler.close()
 
 
+def test_a_line_after_its_timers_loop_closed_takes_the_waiting_ones_out(pipe):
+    """A server run that ends closes its loop with the timer still waiting: the next
+    line (here from no loop at all) must not wait for 64 KB or the process's exit."""
+    read_fd, write_fd = pipe
+    handler = BatchingHandler(write_fd)
+
+    async def one_run() -> None:
+        handler.write_line(b"in the run\n")
+
+    asyncio.run(one_run())
+    assert written(read_fd) == b""  # its timer was dropped with the loop
+    handler.write_line(b"after it\n")
+    assert written(read_fd) == b"in the run\nafter it\n"
+    handler.close()
+
+
 async def test_a_full_buffer_goes_out_without_waiting_for_the_timer(pipe):
     read_fd, write_fd = pipe
     handler = BatchingHandler(write_fd)

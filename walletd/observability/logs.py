@@ -122,12 +122,17 @@ class BatchingHandler(logging.Handler):
         self._pending = bytearray()
         self._flushing = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None  # set while a timer waits
 
     def write_line(self, line: bytes) -> None:
         """Queue one whole line (ending in a newline)."""
         pending = self._pending
         pending += line
-        if self._timer is None or len(pending) >= self.LIMIT:
+        timer_loop = self._timer_loop
+        if timer_loop is not None and timer_loop.is_closed():
+            # Its loop closed before the timer fired (a server run that ended): it never will.
+            self._timer = self._timer_loop = timer_loop = None
+        if timer_loop is None or len(pending) >= self.LIMIT:
             self._schedule()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -148,11 +153,12 @@ class BatchingHandler(logging.Handler):
                 pass
             else:
                 self._timer = loop.call_later(self.FLUSH_S, self._on_timer)
+                self._timer_loop = loop
                 return
         self.flush()
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self._timer = self._timer_loop = None
         self.flush()
 
     def flush(self) -> None:
@@ -169,9 +175,10 @@ class BatchingHandler(logging.Handler):
                 pass
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        timer, loop = self._timer, self._timer_loop
+        if timer is not None and loop is not None and not loop.is_closed():
+            timer.cancel()
+        self._timer = self._timer_loop = None
         self.flush()
         super().close()
 
