@@ -171,8 +171,7 @@ def rate_limit_headers(verdict: Verdict, headers: CIMultiDict[str]) -> None:
     streams included)."""
     headers[RATELIMIT_LIMIT] = str(verdict.limit)
     headers[RATELIMIT_REMAINING] = str(verdict.remaining)
-    reset_s = verdict.reset_s
-    headers[RATELIMIT_RESET] = "0" if reset_s <= 0 else str(math.ceil(reset_s))
+    headers[RATELIMIT_RESET] = str(math.ceil(verdict.reset_s))
 
 
 async def limits_lifetime(app: web.Application) -> AsyncIterator[None]:

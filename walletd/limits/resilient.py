@@ -53,7 +53,6 @@ class Limits:
             settings.rate_limit_requests, settings.rate_limit_window_s, clock
         )
         # Failed authentications by client address (its own limiter: the address alone).
-        self._auth_limit = settings.auth_failure_limit
         self._auth_failures = MemoryRequestLimiter(
             settings.auth_failure_limit, settings.rate_limit_window_s, clock
         )
@@ -150,7 +149,9 @@ class Limits:
         redis = self._usable_redis()
         if redis is not None:
             try:
-                return await redis.peek(_auth_subject(address), limit=self._auth_limit)
+                return await redis.peek(
+                    _auth_subject(address), limit=self._settings.auth_failure_limit
+                )
             except REDIS_ERRORS as exc:
                 self._fall_back(exc)
         return self._auth_failures.peek(address)
@@ -160,7 +161,7 @@ class Limits:
         redis = self._usable_redis()
         if redis is not None:
             try:
-                await redis.hit(_auth_subject(address), limit=self._auth_limit)
+                await redis.hit(_auth_subject(address), limit=self._settings.auth_failure_limit)
                 return
             except REDIS_ERRORS as exc:
                 self._fall_back(exc)
