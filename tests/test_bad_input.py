@@ -180,6 +180,13 @@ async def test_header_line_over_8kb_is_431(serve):
     await assert_error(resp, 431, "REQUEST_TOO_LARGE")
 
 
+async def test_a_long_request_line_and_long_headers_each_within_limits_pass(serve):
+    """The limits are per line and 32 KB of headers, not 8 KB for the whole head."""
+    client = await serve()
+    resp = await client.get("/health", params={"x": "a" * 7000}, headers={"X-Big": "a" * 7000})
+    assert resp.status == 200
+
+
 async def test_headers_over_32kb_in_all_are_431(serve):
     client = await serve()
     headers = {f"X-H{i}": "a" * 4000 for i in range(10)}
